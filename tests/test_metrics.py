@@ -2,40 +2,14 @@
 
 import numpy as np
 import pytest
-import scipy.linalg
 import torch
 
 from ncutils.metrics import NCAccumulator, cdnv, class_means, nc1, nc2, nc3, nc_metrics, numerical_rank
-
+from ncutils.reference import cdnv_pairwise, nc1_dense
 
 # --------------------------------------------------------------------------- references
-def dense_nc1(X, y):
-    """Eq. 4 computed the obvious way: explicit d x d covariances and a dense pseudo-inverse."""
-    X = np.asarray(X, dtype=np.float64)
-    classes = np.unique(y)
-    K, (N, d) = len(classes), X.shape
-    mus = np.stack([X[y == c].mean(0) for c in classes])
-    sw = np.zeros((d, d))
-    for c, m in zip(classes, mus):
-        D = X[y == c] - m
-        sw += D.T @ D
-    sw /= N
-    centred = mus - mus.mean(0)
-    sb = centred.T @ centred / K
-    return np.trace(sw @ scipy.linalg.pinv(sb)) / K
-
-
-def dense_cdnv(X, y):
-    classes = np.unique(y)
-    mus = [X[y == c].mean(0) for c in classes]
-    var = [((X[y == c] - m) ** 2).sum(1).mean() for c, m in zip(classes, mus)]
-    vals = [
-        (var[i] + var[j]) / (2 * np.sum((mus[i] - mus[j]) ** 2))
-        for i in range(len(classes))
-        for j in range(len(classes))
-        if i != j
-    ]
-    return float(np.mean(vals))
+dense_nc1 = nc1_dense  # Eq. 4 with explicit d x d covariances and a dense pseudo-inverse
+dense_cdnv = cdnv_pairwise
 
 
 def clusters(n=600, d=16, k=5, spread=1.0, seed=0, labels=None, sizes=None):

@@ -1,0 +1,112 @@
+"""Pieces shared by every training loop: the paper's optimiser and schedule, checkpoints, seeding.
+
+The paper trains with SGD (momentum 0.9, weight decay 1e-4) and a cosine learning rate from 1e-1
+to 1e-4 (Appendix B, following Loshchilov & Hutter 2017). Loops in :mod:`ncutils.pretrain` and
+:mod:`ncutils.finetune` use these helpers so that an interrupted run resumes from its last
+completed epoch and finishes with the same weights as an uninterrupted one: each epoch reseeds
+every random source from ``(seed, epoch)``, and checkpoints are written atomically after every
+epoch together with the optimiser, the scheduler and the history so far.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ncutils.runtime import seed_everything
+
+__all__ = ["Checkpoint", "cosine_schedule", "seed_epoch", "sgd"]
+
+
+def sgd(
+    params: Iterable[nn.Parameter] | Iterable[dict],
+    lr: float = 0.1,
+    *,
+    momentum: float = 0.9,
+    weight_decay: float = 1e-4,
+) -> torch.optim.SGD:
+    """SGD with the paper's momentum and weight decay."""
+    params = list(params)
+    if not params:
+        raise ValueError("no trainable parameters: check which parameters have requires_grad=True.")
+    return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+
+
+def cosine_schedule(
+    optimizer: torch.optim.Optimizer, total_steps: int, min_lr: float = 1e-4
+) -> torch.optim.lr_scheduler.CosineAnnealingLR:
+    """Cosine annealing from the optimiser's learning rate to ``min_lr`` over ``total_steps`` steps."""
+    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, total_steps), eta_min=min_lr)
+
+
+def seed_epoch(seed: int, epoch: int, loader: Any = None) -> None:
+    """Reseed Python, NumPy, torch and the loader's shuffling generator for ``epoch``.
+
+    Makes an epoch's data order, augmentations and dropout a function of ``(seed, epoch)`` only,
+    which is what lets a resumed run retrace the uninterrupted one.
+    """
+    s = seed * 1_000_003 + epoch
+    seed_everything(s)
+    gen = getattr(loader, "generator", None)
+    if isinstance(gen, torch.Generator):
+        gen.manual_seed(s)
+
+
+class Checkpoint:
+    """Atomic save/resume of a training run in one file (``None`` path: checkpointing disabled)."""
+
+    def __init__(self, path: str | os.PathLike | None):
+        self.path = Path(path) if path is not None else None
+
+    def __bool__(self) -> bool:
+        return self.path is not None
+
+    def save(self, *, epoch: int, model: nn.Module, optimizer=None, scheduler=None, **extra: Any) -> None:
+        """Write the state after ``epoch`` completed epochs (to a temporary file, then renamed)."""
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        state = {
+            "epoch": epoch,
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict() if optimizer is not None else None,
+            "scheduler": scheduler.state_dict() if scheduler is not None else None,
+            **extra,
+        }
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=self.path.name, suffix=".tmp")
+        os.close(fd)
+        try:
+            torch.save(state, tmp)
+            os.replace(tmp, self.path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+
+    def load(self, *, model: nn.Module, optimizer=None, scheduler=None, map_location="cpu") -> dict | None:
+        """Restore states in place and return the saved dict, or ``None`` if there is no checkpoint."""
+        if self.path is None or not self.path.exists():
+            return None
+        try:
+            state = torch.load(self.path, map_location=map_location, weights_only=False)
+        except Exception as err:  # a truncated or foreign file
+            raise ValueError(
+                f"could not read checkpoint {self.path} ({err}); delete it to start this run afresh."
+            ) from err
+        try:
+            model.load_state_dict(state["model"])
+        except RuntimeError as err:
+            raise ValueError(
+                f"checkpoint {self.path} belongs to a different model or configuration ({err}). "
+                "Delete it, or point this run at another checkpoint path."
+            ) from err
+        if optimizer is not None and state.get("optimizer") is not None:
+            optimizer.load_state_dict(state["optimizer"])
+        if scheduler is not None and state.get("scheduler") is not None:
+            scheduler.load_state_dict(state["scheduler"])
+        return state

@@ -1,0 +1,685 @@
+"""Transferability estimation: NCTI (Wang et al., ICCV 2023) and the LogME, H-score and NC1 baselines.
+
+A transferability score ranks candidate pre-trained models for a target dataset from the frozen
+penultimate features alone, without fine-tuning any of them; a good score orders the models
+like their accuracies after fine-tuning, measured by the weighted Kendall tau
+(:func:`weighted_kendall`).
+
+NCTI (Neural Collapse informed Transferability Index) measures how far the features of each
+model are from the neural-collapse geometry reached at the end of fine-tuning, with three terms
+computed by :func:`ncti_components` on the features ``H`` (``N x d``) and labels of the target
+training set:
+
+1. the features are reduced to at most 64 dimensions by PCA, and a linear discriminant analysis
+   (LDA) is fitted on them with the shrinkage ``exp(-sum of the 32 largest PCA variances)``;
+   when that underflows (``<= 1e-10``) the LDA is the unshrunk SVD-solver one;
+2. ``S_seli = ||Z - 1 mean(Z)||_*``, the nuclear norm of the centred LDA projections ``Z`` (SELI
+   geometry: a higher rank of the features is closer to the fine-tuned logits);
+3. ``S_ncc = (1/N) sum_i P[i, y_i]``, the mean LDA posterior of the true class (nearest-centre
+   classifier);
+4. ``S_vc = log sum_c ||P_c||_*``, with ``P_c`` the posterior rows of class ``c`` (within-class
+   variability, which collapses during fine-tuning).
+
+:func:`ncti` min-max normalises each term over the candidate models and returns
+``S_seli + S_ncc - S_vc``. :func:`rank_models` runs everything from model names and a dataset.
+
+References
+----------
+Z. Wang, Y. Luo, L. Zheng, Z. Huang, M. Baktashmotlagh. How Far Pre-trained Models Are from Neural
+Collapse on the Target Dataset Informs their Transferability. ICCV 2023.
+K. You, Y. Liu, J. Wang, M. Long. LogME: Practical Assessment of Pre-trained Models for Transfer
+Learning. ICML 2021; K. You et al., Ranking and Tuning Pre-trained Models: A New Paradigm for
+Exploiting Model Hubs. JMLR 2022.
+Y. Bao, Y. Li, S.-L. Huang, L. Zhang, L. Zheng, A. Zamir, L. Guibas. An Information-Theoretic
+Approach to Transferability in Task Transfer Learning. ICIP 2019.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import timm
+import torch
+import torchvision
+from scipy import stats
+from sklearn.decomposition import PCA
+from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from ncutils import models as _models
+from ncutils.features import PENULTIMATE, extract_features
+from ncutils.metrics import _check_features, _check_labels, nc1
+
+__all__ = [
+    "NCTI_TERMS",
+    "SCORES",
+    "hscore",
+    "logme",
+    "nc1_score",
+    "ncti",
+    "ncti_components",
+    "normalize_components",
+    "published_finetune_accuracy",
+    "published_ncti_scores",
+    "published_ncti_weighted_tau",
+    "rank_models",
+    "weighted_kendall",
+]
+
+ArrayLike = torch.Tensor | np.ndarray
+
+#: The NCTI terms, in the order :func:`ncti_components` returns them.
+NCTI_TERMS: tuple[str, str, str] = ("seli", "ncc", "vc")
+_TERM_SIGN = {"seli": 1.0, "ncc": 1.0, "vc": -1.0}  # vc is a cost: it enters NCTI negatively
+
+#: Scores :func:`rank_models` can compute; for every one of them higher means "transfers better".
+SCORES: tuple[str, ...] = ("ncti", "logme", "hscore", "nc1")
+
+_PCA_COMPONENTS = 64  # PCA dimension of NCTI
+_SHRINKAGE_TERMS = 32  # number of leading PCA variances in the LDA shrinkage
+_SHRINKAGE_FLOOR = 1e-10  # below this the shrinkage underflows and the SVD-solver LDA is used
+
+
+# --------------------------------------------------------------------------- input handling
+def _prepare(features: Any, labels: Any) -> tuple[np.ndarray, np.ndarray, int]:
+    """Validate; return float64 features on the host, class indices ``0..K-1`` and ``K``."""
+    X = _check_features(features)
+    y = _check_labels(labels, X.shape[0], X.device)
+    Xn = X.to("cpu", torch.float64).numpy()
+    classes, idx = np.unique(y.cpu().numpy(), return_inverse=True)
+    if classes.size < 2:
+        raise ValueError(
+            f"transferability scores need at least 2 classes; labels contain only {classes.tolist()}."
+        )
+    return Xn, idx.astype(np.int64), int(classes.size)
+
+
+# --------------------------------------------------------------------------- NCTI
+def _lda(explained_variance: np.ndarray) -> LinearDiscriminantAnalysis:
+    """The NCTI discriminant: shrunk eigen-solver LDA, or SVD-solver LDA when the shrinkage underflows."""
+    shrinkage = math.exp(-float(np.sum(explained_variance[:_SHRINKAGE_TERMS])))
+    if shrinkage <= _SHRINKAGE_FLOOR:
+        return LinearDiscriminantAnalysis(solver="svd")
+    return LinearDiscriminantAnalysis(solver="eigen", shrinkage=shrinkage)
+
+
+def _nuclear_norm(A: np.ndarray) -> float:
+    return float(np.linalg.svd(A, compute_uv=False).sum())
+
+
+def ncti_components(
+    features: ArrayLike, labels: ArrayLike, *, pca_components: int = _PCA_COMPONENTS
+) -> tuple[float, float, float]:
+    """The three raw NCTI terms ``(S_seli, S_ncc, S_vc)`` of one model's features.
+
+    Parameters
+    ----------
+    features : (N, d) tensor or array
+        Penultimate features of the target training set (any device; used in float64).
+    labels : (N,) integer tensor or array
+        Class of each row; any integers (mapped to ``0..K-1`` in sorted order), at least 2 classes.
+    pca_components : int
+        PCA dimension before the LDA (64 in the paper); ``min(pca_components, N, d)`` is used.
+
+    Returns
+    -------
+    (float, float, float)
+        ``S_seli`` (nuclear norm of the centred LDA projections, >= 0), ``S_ncc`` (mean posterior
+        of the true class, in ``[0, 1]``) and ``S_vc`` (log of the summed class-wise nuclear
+        norms of the posteriors). Combine several models' terms with :func:`ncti`.
+
+    Notes
+    -----
+    PCA uses a fixed random state, so the result is deterministic also when scikit-learn picks
+    its randomised solver (large ``N`` and ``d``). When the shrinkage underflows, every step is
+    invariant to invertible linear maps of the PCA coordinates; in both regimes the terms are
+    invariant to rotations of the features and to relabelling the classes.
+    """
+    X, y, K = _prepare(features, labels)
+    n, d = X.shape
+    if n <= K:
+        raise ValueError(f"NCTI needs more samples than classes; got {n} samples for {K} classes.")
+    if not np.ptp(X, axis=0).any():
+        raise ValueError("all feature vectors are identical; the NCTI discriminant is undefined.")
+    if pca_components < 1:
+        raise ValueError(f"pca_components must be a positive integer; got {pca_components}.")
+    pca = PCA(n_components=min(pca_components, n, d), random_state=0)
+    Xp = pca.fit_transform(X)
+    lda = _lda(pca.explained_variance_)
+    low = lda.fit_transform(Xp, y)
+    seli = _nuclear_norm(low - low.mean(0, keepdims=True))
+    P = lda.predict_proba(Xp)
+    ncc = float(P[np.arange(n), y].mean())
+    vc = math.log(sum(_nuclear_norm(P[y == c]) for c in range(K)))
+    return seli, ncc, vc
+
+
+def _check_terms(terms: Sequence[str]) -> tuple[str, ...]:
+    terms = (terms,) if isinstance(terms, str) else tuple(terms)
+    unknown = [t for t in terms if t not in NCTI_TERMS]
+    if unknown or not terms or len(set(terms)) != len(terms):
+        raise ValueError(
+            f"terms must be a non-empty selection without repeats of {NCTI_TERMS}; got {terms!r}."
+        )
+    return terms
+
+
+def normalize_components(
+    components_by_model: Mapping[str, Sequence[float]],
+) -> dict[str, dict[str, float]]:
+    """Min-max normalise each NCTI term over the candidate models.
+
+    Each term ``t`` becomes ``(t - min_m t) / (max_m t - min_m t)`` in ``[0, 1]``; a term on
+    which all models agree carries no ranking information and becomes 0 for every model.
+
+    Parameters
+    ----------
+    components_by_model : mapping of model name to ``(seli, ncc, vc)``
+        At least two models, as returned by :func:`ncti_components`.
+
+    Returns
+    -------
+    dict
+        ``{model: {"seli": ..., "ncc": ..., "vc": ...}}`` with normalised values.
+    """
+    if not isinstance(components_by_model, Mapping):
+        raise TypeError(
+            "components_by_model must map model names to (seli, ncc, vc) tuples; "
+            f"got {type(components_by_model).__name__}."
+        )
+    if len(components_by_model) < 2:
+        raise ValueError(
+            "NCTI normalises each term over the candidate models and needs at least 2 of them; got "
+            f"{len(components_by_model)}."
+        )
+    names = list(components_by_model)
+    rows = []
+    for name in names:
+        row = np.asarray(components_by_model[name], dtype=np.float64)
+        if row.shape != (3,) or not np.isfinite(row).all():
+            raise ValueError(
+                f"components of {name!r} must be 3 finite numbers (seli, ncc, vc) as returned by "
+                f"ncti_components; got {components_by_model[name]!r}."
+            )
+        rows.append(row)
+    A = np.stack(rows)
+    lo, span = A.min(0), np.ptp(A, axis=0)
+    normed = np.divide(A - lo, span, out=np.zeros_like(A), where=span > 0)
+    return {name: dict(zip(NCTI_TERMS, map(float, normed[i]))) for i, name in enumerate(names)}
+
+
+def ncti(
+    components_by_model: Mapping[str, Sequence[float]], *, terms: Sequence[str] = NCTI_TERMS
+) -> dict[str, float]:
+    """NCTI score of each candidate model: ``seli + ncc - vc`` after min-max normalisation.
+
+    Parameters
+    ----------
+    components_by_model : mapping of model name to ``(seli, ncc, vc)``
+        The raw terms of at least two models (:func:`ncti_components`), all on the same dataset.
+    terms : sequence of {"seli", "ncc", "vc"}
+        Terms to add up (``vc`` always with a minus sign). Leaving one out gives the paper's
+        ablation, e.g. ``terms=("seli", "vc")`` is NCTI without the NCC term.
+
+    Returns
+    -------
+    dict
+        ``{model: score}``; higher means better expected transfer. With all three terms a score
+        lies in ``[-1, 2]`` (2 for a model best on every term). Terms constant over the models
+        contribute 0 (see :func:`normalize_components`).
+    """
+    terms = _check_terms(terms)
+    normed = normalize_components(components_by_model)
+    return {name: float(sum(_TERM_SIGN[t] * v[t] for t in terms)) for name, v in normed.items()}
+
+
+# --------------------------------------------------------------------------- baselines
+def _spectrum(X: np.ndarray, T: np.ndarray, rtol: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Non-zero squared singular values ``sigma`` of ``X`` and ``U^T T`` (rows: left singular vectors).
+
+    Works on the smaller of the two Gram matrices, so the cost is ``O(N d min(N, d))`` and no
+    ``N x d`` factor is formed. Squared singular values up to ``rtol`` times the largest count as
+    zero (default: the size of that Gram matrix times the machine epsilon).
+    """
+    n, d = X.shape
+    small = min(n, d)
+    tol = small * np.finfo(np.float64).eps if rtol is None else rtol
+    if n <= d:
+        sigma, U = np.linalg.eigh(X @ X.T)
+        keep = sigma > tol * max(sigma.max(), 0.0)
+        return sigma[keep], U[:, keep].T @ T
+    sigma, V = np.linalg.eigh(X.T @ X)
+    keep = sigma > tol * max(sigma.max(), 0.0)
+    sigma, V = sigma[keep], V[:, keep]
+    return sigma, (V.T @ (X.T @ T)) / np.sqrt(sigma)[:, None]
+
+
+_LOGME_FLOOR = 1e-12  # relative floor on ||m||^2, ||t - X m||^2 and N - gamma: keeps alpha, beta finite
+
+
+def _log_evidence(alpha: float, beta: float, sigma: np.ndarray, x2: np.ndarray, rest: float,
+                  n: int, d: int) -> tuple[float, float, float, float]:
+    """Log evidence of one target and the statistics ``(gamma, ||m||^2, ||t - X m||^2)`` at (alpha, beta)."""
+    lam = alpha / beta
+    gamma = float(np.sum(sigma / (sigma + lam)))
+    m2 = float(np.sum(sigma * x2 / (sigma + lam) ** 2))
+    r2 = float(np.sum(x2 * (lam / (sigma + lam)) ** 2)) + rest
+    logdet = float(np.sum(np.log(alpha + beta * sigma))) + (d - sigma.size) * math.log(alpha)
+    evidence = (0.5 * d * math.log(alpha) + 0.5 * n * math.log(beta) - 0.5 * n * math.log(2 * math.pi)
+                - 0.5 * beta * r2 - 0.5 * alpha * m2 - 0.5 * logdet)
+    return evidence, gamma, m2, r2
+
+
+def _logme_target(sigma: np.ndarray, x: np.ndarray, t2: float, n: int, d: int, max_iter: int,
+                  tol: float) -> float:
+    """Maximum log evidence per sample of one target, by the fixed-point iteration on (alpha, beta)."""
+    x2 = x**2
+    rest = max(t2 - float(x2.sum()), 0.0)  # part of the target outside the column space of X
+    floor = _LOGME_FLOOR * t2
+    alpha = beta = 1.0
+    for _ in range(max_iter):
+        lam = alpha / beta
+        _, gamma, m2, r2 = _log_evidence(alpha, beta, sigma, x2, rest, n, d)
+        alpha = max(gamma, _LOGME_FLOOR) / max(m2, floor)
+        beta = max(n - gamma, _LOGME_FLOOR) / max(r2, floor)
+        if abs(alpha / beta - lam) <= tol * lam:
+            break
+    return _log_evidence(alpha, beta, sigma, x2, rest, n, d)[0] / n
+
+
+def logme(features: ArrayLike, labels: ArrayLike, *, max_iter: int = 1000, tol: float = 1e-7) -> float:
+    """LogME (You et al., ICML 2021): average maximum log evidence of linear models on the features.
+
+    For each class ``c`` the one-vs-rest target ``t = 1[y = c]`` is modelled as
+    ``t = X w + noise`` with ``w ~ N(0, alpha^-1 I)`` and noise ``N(0, beta^-1 I)``; the log
+    marginal likelihood ``log p(t | X, alpha, beta)`` is maximised over ``(alpha, beta)`` by the
+    fixed-point iteration of You et al. (JMLR 2022, Algorithm 2) on the singular values of ``X``,
+    divided by ``N`` and averaged over the classes.
+
+    Parameters
+    ----------
+    features : (N, d) tensor or array
+        Features, used as they are (no centring or scaling), in float64.
+    labels : (N,) integer tensor or array
+        Any integer labels, at least 2 classes.
+    max_iter, tol : int, float
+        At most ``max_iter`` fixed-point steps, stopping once ``alpha / beta`` changes by at most
+        ``tol`` relatively. Each step costs ``O(min(N, d))``, so the defaults run to convergence;
+        the reference implementation stops after at most 11 steps with ``tol=1e-3`` and adds
+        ``1e-5`` to the denominators of the updates, which can leave its values slightly below
+        the maximum evidence computed here.
+
+    Returns
+    -------
+    float
+        LogME; higher means better expected transfer.
+    """
+    X, y, K = _prepare(features, labels)
+    n, d = X.shape
+    if max_iter < 1 or tol <= 0:
+        raise ValueError(f"max_iter must be >= 1 and tol > 0; got max_iter={max_iter}, tol={tol}.")
+    T = np.eye(K)[y]  # one-vs-rest targets, one column per class
+    sigma, proj = _spectrum(X, T)
+    if sigma.size == 0:
+        raise ValueError("features are all zero; LogME is undefined.")
+    counts = T.sum(0)
+    evidences = [_logme_target(sigma, proj[:, c], counts[c], n, d, max_iter, tol) for c in range(K)]
+    return float(np.mean(evidences))
+
+
+def hscore(features: ArrayLike, labels: ArrayLike, *, rtol: float | None = None) -> float:
+    """H-score (Bao et al., ICIP 2019): ``tr(cov(f)^+ cov(E[f | y]))``.
+
+    ``cov(f)`` is the covariance of the features and ``cov(E[f | y])`` that of the features
+    replaced by their class means (weighted by the class frequencies). Both use the same
+    normalisation, which cancels: with the centred features ``F = U S V^T`` the score equals
+    ``sum_k ||U^T 1_k||^2 / n_k``, the energy of the class indicators ``1_k`` inside the span
+    of the centred features, which is how it is computed (exactly, without a ``d x d`` inverse).
+
+    Parameters
+    ----------
+    features : (N, d) tensor or array
+    labels : (N,) integer tensor or array
+        Any integer labels, at least 2 classes.
+    rtol : float, optional
+        Eigenvalues of ``cov(f)`` up to ``rtol`` times the largest are treated as zero in the
+        pseudo-inverse; default ``min(N, d) * eps`` (close to NumPy's ``pinv`` default).
+
+    Returns
+    -------
+    float
+        H-score, between 0 and ``K - 1``; higher means better expected transfer.
+    """
+    X, y, K = _prepare(features, labels)
+    T = np.eye(K)[y]
+    sigma, proj = _spectrum(X - X.mean(0, keepdims=True), T, rtol)
+    if sigma.size == 0:
+        raise ValueError("all feature vectors are identical; the H-score is undefined.")
+    return float(np.sum(proj**2 / T.sum(0)))
+
+
+def nc1_score(features: ArrayLike, labels: ArrayLike) -> float:
+    """``-NC1`` (:func:`ncutils.metrics.nc1`), so that, like the other scores, higher is better."""
+    return -nc1(features, labels)
+
+
+# --------------------------------------------------------------------------- evaluation
+def _as_mapping(x: Any) -> Mapping | None:
+    if isinstance(x, Mapping):
+        return x
+    if isinstance(x, pd.Series):
+        return x.to_dict()
+    return None
+
+
+def weighted_kendall(
+    scores: Mapping[str, float] | Sequence[float], accuracies: Mapping[str, float] | Sequence[float]
+) -> float:
+    """Weighted Kendall tau (hyperbolic weights) between transferability scores and accuracies.
+
+    Parameters
+    ----------
+    scores, accuracies : mapping of model name to value (or pandas Series), or sequences
+        Either both keyed by the same model names, or two sequences of equal length in the same
+        model order; at least 2 models.
+
+    Returns
+    -------
+    float
+        ``scipy.stats.weightedtau(scores, accuracies).statistic``, the measure used in the
+        transferability literature: 1 when the two rankings agree, with disagreements among the
+        top-ranked models weighing most.
+    """
+    s_map, a_map = _as_mapping(scores), _as_mapping(accuracies)
+    if (s_map is None) != (a_map is None):
+        raise TypeError(
+            "pass scores and accuracies both as mappings keyed by model name or both as sequences."
+        )
+    if s_map is not None:
+        missing = [k for k in s_map if k not in a_map]
+        extra = [k for k in a_map if k not in s_map]
+        if missing or extra:
+            raise ValueError(
+                f"scores and accuracies must have the same model names; no accuracy for {missing}, no score "
+                f"for {extra}. Select the common models first, e.g. {{m: acc[m] for m in scores}}."
+            )
+        x = [s_map[k] for k in s_map]
+        y = [a_map[k] for k in s_map]
+    else:
+        x, y = list(scores), list(accuracies)
+        if len(x) != len(y):
+            raise ValueError(
+                f"got {len(x)} scores but {len(y)} accuracies; they must pair up model by model."
+            )
+    x_arr, y_arr = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if x_arr.size < 2:
+        raise ValueError(f"a rank correlation needs at least 2 models; got {x_arr.size}.")
+    if not (np.isfinite(x_arr).all() and np.isfinite(y_arr).all()):
+        raise ValueError("scores and accuracies must be finite numbers.")
+    return float(stats.weightedtau(x_arr, y_arr).statistic)
+
+
+# --------------------------------------------------------------------------- published numbers
+@cache
+def _published() -> dict[str, Any]:
+    text = resources.files("ncutils").joinpath("paper", "ncti.json").read_text(encoding="utf-8")
+    return json.loads(text)
+
+
+def published_finetune_accuracy(dataset: str) -> dict[str, float]:
+    """Fine-tuning accuracy (%) of the 11 supervised ImageNet models on ``dataset``.
+
+    The ground truth of the NCTI evaluation (from the SFDA benchmark, Shao et al., ECCV 2022),
+    keyed by torchvision model name; ``dataset`` is one of ``aircraft``, ``caltech101``,
+    ``cars``, ``cifar10``, ``cifar100``, ``dtd``, ``flowers``, ``food``, ``pets``, ``sun397``,
+    ``voc2007``.
+    """
+    datasets = _published()["finetune_accuracy"]["datasets"]
+    key = dataset.lower()
+    if key not in datasets:
+        raise ValueError(
+            f"no published fine-tuning accuracies for {dataset!r}; available: {sorted(datasets)}."
+        )
+    return dict(datasets[key])
+
+
+def published_ncti_scores() -> dict[str, float]:
+    """NCTI scores of the 11 supervised ImageNet models on CIFAR-10, obtained with the authors' code."""
+    return dict(_published()["ncti_cifar10"]["scores"])
+
+
+def published_ncti_weighted_tau() -> float:
+    """Weighted Kendall tau of NCTI for the supervised models on CIFAR-10 reported by Wang et al. (0.843)."""
+    return float(_published()["weighted_kendall_cifar10"]["value"])
+
+
+# --------------------------------------------------------------------------- ranking models
+class _TimmPenultimate(nn.Module):
+    """A timm network with its classifier exposed as ``fc``, whose input is the penultimate feature.
+
+    That feature is timm's pre-logits output ``forward_head(..., pre_logits=True)``; the
+    network's own ``forward`` is not used.
+    """
+
+    def __init__(self, net: nn.Module, name: str):
+        super().__init__()
+        head = net.get_classifier()
+        if not isinstance(head, nn.Linear):
+            raise TypeError(
+                f"timm model {name!r} has a {type(head).__name__} classifier, not a single nn.Linear; pass "
+                "it as a (name, module) pair whose classifier is the last nn.Linear (or an `fc` attribute)."
+            )
+        self.net = net
+        self.fc = head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.net.forward_head(self.net.forward_features(x), pre_logits=True))
+
+
+def _model_name(spec: Any) -> str:
+    if isinstance(spec, str):
+        return spec
+    if isinstance(spec, (tuple, list)) and len(spec) == 2 and isinstance(spec[0], str) \
+            and isinstance(spec[1], nn.Module):
+        return spec[0]
+    raise TypeError(
+        "each model must be a torchvision model name, a 'timm:<name>' string or a (name, nn.Module) pair; "
+        f"got {type(spec).__name__}."
+    )
+
+
+def _build_model(spec: str | tuple[str, nn.Module], pretrained: bool) -> nn.Module:
+    if not isinstance(spec, str):
+        return spec[1]
+    if spec.startswith("timm:"):
+        name = spec[len("timm:"):]
+        net = timm.create_model(name, pretrained=pretrained)
+        return net if _models._is_vit(net) else _TimmPenultimate(net, name)
+    if spec not in torchvision.models.list_models(module=torchvision.models):
+        raise ValueError(
+            f"{spec!r} is not a torchvision classification model; use a name from "
+            "torchvision.models.list_models(module=torchvision.models), "
+            "'timm:<name>' for a timm model, or a (name, nn.Module) pair."
+        )
+    return torchvision.models.get_model(spec, weights="DEFAULT" if pretrained else None)
+
+
+def _loader(dataset: Dataset | DataLoader, batch_size: int) -> Iterable:
+    if isinstance(dataset, DataLoader):
+        return dataset
+    if isinstance(dataset, Dataset):
+        return DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    raise TypeError(
+        f"dataset must be a torch Dataset or DataLoader of (image, label); got {type(dataset).__name__}."
+    )
+
+
+def _cache_path(cache_dir: str | os.PathLike, model: str, dataset_name: str) -> Path:
+    def slug(s: str) -> str:
+        return re.sub(r"[^A-Za-z0-9._-]+", "_", s)
+
+    return Path(cache_dir) / f"{slug(model)}__{slug(dataset_name)}.pt"
+
+
+def _load_cache(path: Path, model: str, dataset_name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    fix = f"delete {path} and call rank_models again to extract the features anew."
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # any unreadable file: truncated, not a torch file, wrong pickle
+        reason = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise ValueError(
+            f"feature cache {path} is corrupt or unreadable ({type(exc).__name__}: {reason}); {fix}"
+        ) from exc
+    ok = (isinstance(blob, dict) and isinstance(blob.get("features"), torch.Tensor)
+          and isinstance(blob.get("labels"), torch.Tensor) and blob["features"].ndim == 2
+          and blob["labels"].ndim == 1 and blob["features"].shape[0] == blob["labels"].shape[0])
+    if not ok:
+        raise ValueError(f"feature cache {path} does not hold (N, d) features and (N,) labels; {fix}")
+    if (blob.get("model"), blob.get("dataset")) != (model, dataset_name):
+        raise ValueError(
+            f"feature cache {path} belongs to model {blob.get('model')!r} on {blob.get('dataset')!r}, not to "
+            f"{model!r} on {dataset_name!r} (their file names coincide); use another cache_dir or {fix}"
+        )
+    return blob["features"], blob["labels"]
+
+
+def _save_cache(path: Path, model: str, dataset_name: str, feats: torch.Tensor, labels: torch.Tensor) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"model": model, "dataset": dataset_name, "features": feats, "labels": labels}, tmp)
+    os.replace(tmp, path)  # never leave a half-written cache behind
+
+
+def _module_device(module: nn.Module) -> torch.device | None:
+    p = next(iter(module.parameters()), None)
+    return None if p is None else p.device
+
+
+def _features_of(spec: str | tuple[str, nn.Module], loader: Iterable, *, dataset_name: str,
+                 cache_dir: str | os.PathLike | None, device: str | torch.device, pretrained: bool,
+                 progress: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Penultimate features and labels of one model, from the cache when there is one."""
+    name = _model_name(spec)
+    path = None if cache_dir is None else _cache_path(cache_dir, name, dataset_name)
+    if path is not None and path.exists():
+        return _load_cache(path, name, dataset_name)
+    model = _build_model(spec, pretrained)
+    home = _module_device(model)
+    try:
+        out = extract_features(model, loader, (PENULTIMATE,), device=device, progress=progress,
+                               desc=f"features {name}")
+    finally:
+        if home is not None and not isinstance(spec, str):
+            model.to(home)  # give a caller's module back on its own device
+    feats, labels = out[PENULTIMATE].float().cpu(), out["labels"].long().cpu()
+    if path is not None:
+        _save_cache(path, name, dataset_name, feats, labels)
+    return feats, labels
+
+
+def _check_scores(scores: Sequence[str]) -> tuple[str, ...]:
+    scores = (scores,) if isinstance(scores, str) else tuple(scores)
+    unknown = [s for s in scores if s not in SCORES]
+    if unknown or not scores:
+        raise ValueError(f"unknown scores {unknown}; choose a non-empty subset of {SCORES}.")
+    return tuple(dict.fromkeys(scores))
+
+
+_BASELINES = {"logme": logme, "hscore": hscore, "nc1": nc1_score}
+
+
+def rank_models(
+    models: Sequence[str | tuple[str, nn.Module]],
+    dataset: Dataset | DataLoader,
+    *,
+    dataset_name: str,
+    scores: Sequence[str] = SCORES,
+    batch_size: int = 64,
+    cache_dir: str | os.PathLike | None = None,
+    device: str | torch.device = "auto",
+    pretrained: bool = True,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Score candidate pre-trained models on a target dataset and rank them by NCTI.
+
+    Parameters
+    ----------
+    models : sequence
+        Candidates, each a torchvision model name (``"resnet50"``, built by
+        ``torchvision.models.get_model``), a ``"timm:<name>"`` string (``timm.create_model``), or a
+        ``(name, nn.Module)`` pair such as a network trained earlier. Names must be unique.
+    dataset : torch Dataset or DataLoader
+        ``(image, label)`` pairs, already transformed for the models (the target training set).
+    dataset_name : str
+        Names the dataset in the feature cache.
+    scores : sequence of {"ncti", "logme", "hscore", "nc1"}
+        Scores to compute; ``"nc1"`` is :func:`nc1_score`, i.e. ``-NC1``.
+    batch_size : int
+        Batch size of the DataLoader built when ``dataset`` is a Dataset.
+    cache_dir : path, optional
+        Directory for one ``.pt`` file of penultimate features per (model, dataset_name); an
+        existing file is used instead of running (or even building) the model.
+    device : str or torch.device
+        Where the models run; ``"auto"`` picks CUDA when available.
+    pretrained : bool
+        Load the default pretrained weights of torchvision and timm models (needs the weights
+        in the local cache or network access).
+    progress : bool
+        Show a progress bar per model.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per model (index ``model``) and one column per requested score, higher being
+        better for each, plus the raw NCTI terms ``seli``, ``ncc``, ``vc`` when NCTI is requested;
+        sorted by NCTI (else by the first requested score), best first. The ``nc1`` column holds
+        ``-NC1``.
+    """
+    scores = _check_scores(scores)
+    models = list(models)
+    names = [_model_name(spec) for spec in models]
+    if len(set(names)) != len(names):
+        dup = sorted({n for n in names if names.count(n) > 1})
+        raise ValueError(f"model names must be unique; {dup} appear more than once.")
+    if "ncti" in scores and len(names) < 2:
+        raise ValueError(
+            "NCTI compares candidate models and needs at least 2; pass more models or drop 'ncti'."
+        )
+    loader = _loader(dataset, batch_size)
+    rows: dict[str, dict[str, float]] = {}
+    components: dict[str, tuple[float, float, float]] = {}
+    n_samples: dict[str, int] = {}
+    for spec, name in zip(models, names):
+        feats, labels = _features_of(spec, loader, dataset_name=dataset_name, cache_dir=cache_dir,
+                                     device=device, pretrained=pretrained, progress=progress)
+        n_samples[name] = feats.shape[0]
+        if "ncti" in scores:
+            components[name] = ncti_components(feats, labels)
+        rows[name] = {s: _BASELINES[s](feats, labels) for s in scores if s in _BASELINES}
+    if len(set(n_samples.values())) > 1:
+        raise ValueError(
+            f"the models saw different numbers of samples {n_samples}; a cached file is probably from "
+            "another version of the dataset: delete the stale files in cache_dir or use a new dataset_name."
+        )
+    table = pd.DataFrame(index=pd.Index(names, name="model"))
+    if "ncti" in scores:
+        table["ncti"] = pd.Series(ncti(components))
+    for s in scores:
+        if s in _BASELINES:
+            table[s] = pd.Series({m: r[s] for m, r in rows.items()})
+    if "ncti" in scores:
+        for i, term in enumerate(NCTI_TERMS):
+            table[term] = pd.Series({m: c[i] for m, c in components.items()})
+    table = table[list(scores) + (list(NCTI_TERMS) if "ncti" in scores else [])]
+    return table.sort_values("ncti" if "ncti" in scores else scores[0], ascending=False, kind="stable")
