@@ -55,7 +55,10 @@ def find_root(start: str | os.PathLike | None = None) -> Path:
 
 
 def chapters(root: Path) -> list[Path]:
-    """Notebooks listed in ``_toc.yml``, in book order."""
+    """Chapter notebooks listed in ``_toc.yml``, in book order (entries without a ``.md`` page).
+
+    A listed chapter whose notebook does not exist yet is returned too; it gets a placeholder page.
+    """
     toc = yaml.safe_load((root / "_toc.yml").read_text())
     files: list[str] = []
 
@@ -71,7 +74,8 @@ def chapters(root: Path) -> list[Path]:
                 walk(item)
 
     walk(toc)
-    return [root / f"{f}.ipynb" for f in files if (root / f"{f}.ipynb").exists()]
+    return [root / f"{f}.ipynb" for f in files
+            if not (root / f"{f}.md").exists() and not (root / f"{f}.rst").exists()]
 
 
 def chapter_number(nb: Path) -> int | None:
@@ -153,7 +157,7 @@ def _execute_child(argv: list[str]) -> int:
         pm.execute_notebook(src, out, parameters=params, cwd=cwd, log_output=True, progress_bar=False,
                             kernel_name="python3", request_save_on_cell_execute=True)
     except PapermillExecutionError as err:
-        status = {"status": "failed", "failed_cell": err.cell_index, "exec_count": err.exec_count,
+        status = {"status": "failed", "failed_cell": err.exec_count, "cell_index": err.cell_index,
                   "error": f"{err.ename}: {err.evalue}"}
     except Exception as err:  # kernel death, bad parameters, ...
         status = {"status": "failed", "error": f"{type(err).__name__}: {err}"}
@@ -178,9 +182,10 @@ def execute(nb: Path, out: Path, params: dict, log: Path, label: str, progress: 
     status_file.unlink(missing_ok=True)
     cmd = [sys.executable, "-m", "ncutils.book", "_execute", str(nb), str(out), str(params_file),
            str(status_file), str(nb.parent)]
-    env = dict(os.environ, PYTHONUNBUFFERED="1", MPLBACKEND="Agg")
+    env = dict(os.environ, PYTHONUNBUFFERED="1", MPLBACKEND="module://matplotlib_inline.backend_inline")
     total = _count_code_cells(nb) + 1  # papermill adds the injected-parameters cell
-    with open(log, "w") as log_fh, tqdm(total=total, desc=label, unit="cell", disable=not progress,
+    show = progress and sys.stderr.isatty()
+    with open(log, "w") as log_fh, tqdm(total=total, desc=label, unit="cell", disable=not show,
                                         leave=False) as bar:
         proc = subprocess.Popen(cmd, stdout=log_fh, stderr=subprocess.STDOUT, env=env)
         pattern = re.compile(r"Executing Cell (\d+)-")
@@ -234,7 +239,7 @@ def _runs_page(profile: str, records: list[Record], machine: dict) -> str:
     failed = [r for r in records if r.status == "failed"]
     if failed:
         lines += ["", "Failed chapters:", ""]
-        lines += [f"- {r.name}: cell {r.failed_cell}: {r.error}" for r in failed]
+        lines += [f"- {r.name}: cell In [{r.failed_cell}]: {r.error}" for r in failed]
     return "\n".join(lines) + "\n"
 
 
@@ -319,7 +324,8 @@ def main(argv: list[str] | None = None) -> int:
             previous = {r["name"]: Record(**r) for r in json.loads(runs_file.read_text())}
         except (json.JSONDecodeError, TypeError):
             previous = {}
-    nbs = chapters(root)
+    listed = chapters(root)
+    nbs = [nb for nb in listed if nb.exists()]
     if not nbs:
         print("no chapters yet: _toc.yml lists no notebooks under book/.")
     selected = _select(nbs, args.only)
@@ -358,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
         if rec.status == "ok":
             print(f"{label}: ok in {rec.seconds:.1f} s{mem}")
         else:
-            where = f" in cell {rec.failed_cell}" if rec.failed_cell is not None else ""
+            where = f" in cell In [{rec.failed_cell}]" if rec.failed_cell is not None else ""
             print(f"{label}: FAILED{where}: {rec.error}\n    executed copy: {executed}\n"
                   f"    log: {logs / (nb.stem + '.log')}")
         runs_file.parent.mkdir(parents=True, exist_ok=True)
@@ -369,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
     ok = True
     failed = [r for r in records.values() if r.name in {nb.stem for nb in selected} and r.status == "failed"]
     if not args.no_build:
-        stage(root, stage_dir, profile, list(records.values()), nbs)
+        stage(root, stage_dir, profile, list(records.values()), listed)
         t0 = time.perf_counter()
         built, tail = build_book(stage_dir, out_dir / "html", logs / "jupyter-book.log")
         if built:
@@ -379,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"book build FAILED (log: {logs / 'jupyter-book.log'}):\n{tail}")
     print(f"total {time.perf_counter() - t_all:.1f} s")
     if failed:
-        names = ", ".join(f"{r.name} (cell {r.failed_cell})" for r in failed)
+        names = ", ".join(f"{r.name} (cell In [{r.failed_cell}])" for r in failed)
         print(f"failed chapters: {names}")
         ok = False
     return 0 if ok else 1
