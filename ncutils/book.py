@@ -239,7 +239,8 @@ def _runs_page(profile: str, records: list[Record], machine: dict) -> str:
     failed = [r for r in records if r.status == "failed"]
     if failed:
         lines += ["", "Failed chapters:", ""]
-        lines += [f"- {r.name}: cell In [{r.failed_cell}]: {r.error}" for r in failed]
+        lines += [f"- {r.name}" + (f": cell In [{r.failed_cell}]" if r.failed_cell is not None else "")
+                  + f": {r.error}" for r in failed]
     return "\n".join(lines) + "\n"
 
 
@@ -385,7 +386,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"book build FAILED (log: {logs / 'jupyter-book.log'}):\n{tail}")
     print(f"total {time.perf_counter() - t_all:.1f} s")
     if failed:
-        names = ", ".join(f"{r.name} (cell In [{r.failed_cell}])" for r in failed)
+        names = ", ".join(r.name + (f" (cell In [{r.failed_cell}])" if r.failed_cell is not None else "")
+                          for r in failed)
         print(f"failed chapters: {names}")
         ok = False
     return 0 if ok else 1

@@ -624,13 +624,15 @@ def synthetic(
     return TensorDataset(x, y)
 
 
-def colorize(dataset_or_images: TensorDataset | torch.Tensor, seed: int = 0):
+def colorize(dataset_or_images: TensorDataset | torch.Tensor, seed: int = 0, *, background: bool = True):
     """Render grayscale digits in colour: ``fg * v + bg * (1 - v)`` for intensity ``v`` in [0, 1].
 
     Sample ``i`` gets its own random foreground and background colour (the ``i``-th pair drawn
     from a generator seeded with ``seed``), the foreground replaced by the complement of the
     background when the two are too close, so that colour augmentations (ColorJitter,
-    RandomGrayscale) have something to act on.
+    RandomGrayscale) have something to act on. With ``background=False`` the background stays
+    black and only the strokes are coloured (foreground channels drawn in [0.2, 1]), which small
+    networks learn almost as fast as the grayscale digits.
 
     Parameters
     ----------
@@ -639,6 +641,8 @@ def colorize(dataset_or_images: TensorDataset | torch.Tensor, seed: int = 0):
         (N, 1, H, W), (N, H, W) or (N, 3, H, W) (then the channel mean is the intensity), in [0, 1].
     seed:
         Seed of the colours.
+    background:
+        Colour the background too (otherwise it stays black).
 
     Returns
     -------
@@ -647,7 +651,7 @@ def colorize(dataset_or_images: TensorDataset | torch.Tensor, seed: int = 0):
     """
     if isinstance(dataset_or_images, TensorDataset):
         images, *rest = dataset_or_images.tensors
-        out = TensorDataset(colorize(images, seed=seed), *rest)
+        out = TensorDataset(colorize(images, seed=seed, background=background), *rest)
         for attr in ("classes", "source_indices"):
             if hasattr(dataset_or_images, attr):
                 setattr(out, attr, getattr(dataset_or_images, attr))
@@ -662,6 +666,9 @@ def colorize(dataset_or_images: TensorDataset | torch.Tensor, seed: int = 0):
     v = x.mean(1, keepdim=True).clamp(0.0, 1.0)
     g = torch.Generator().manual_seed(int(seed))
     colours = torch.rand(x.shape[0], 2, 3, generator=g)
+    if not background:
+        fg = 0.2 + 0.8 * colours[:, 0]
+        return fg[:, :, None, None] * v
     fg, bg = colours[:, 0], colours[:, 1]
     close = (fg - bg).abs().mean(1) < 0.3
     fg[close] = 1.0 - bg[close]

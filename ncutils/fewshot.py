@@ -144,7 +144,22 @@ def paper_optimizer(
 
 
 # --------------------------------------------------------------------------- backbones
-class ConvNet4(nn.Module):
+class _PooledBackbone(nn.Module):
+    """``blocks`` -> global average pool -> ``fc``: the layout shared by the few-shot backbones."""
+
+    blocks: nn.Sequential
+    pool: nn.Module
+    fc: nn.Linear
+
+    @property
+    def embedding_dim(self) -> int:
+        return self.fc.in_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(self.pool(self.blocks(x)), 1))
+
+
+class ConvNet4(_PooledBackbone):
     """The 4-layer convolutional network of Table 2: ``hidden`` filters in every layer.
 
     Each item of ``blocks`` is Conv3x3(``hidden``) -> BatchNorm -> ReLU -> MaxPool2d(2). The last
@@ -168,13 +183,6 @@ class ConvNet4(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(hidden, num_classes)
         _init_weights(self)
-
-    @property
-    def embedding_dim(self) -> int:
-        return self.fc.in_features
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(torch.flatten(self.pool(self.blocks(x)), 1))
 
 
 class SqueezeExcitation(nn.Module):
@@ -221,7 +229,7 @@ class ResNet12Block(nn.Module):
         return self.pool(self.act(out + self.shortcut(x)))
 
 
-class ResNet12(nn.Module):
+class ResNet12(_PooledBackbone):
     """ResNet12 of Table 2 (paper Appendix B.2; Oreshkin et al. 2018, Lee et al. 2019).
 
     Four residual blocks (the items of ``blocks``, paper Blocks 1-4) of widths ``widths``
@@ -254,13 +262,6 @@ class ResNet12(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(widths[-1], num_classes)
         _init_weights(self)
-
-    @property
-    def embedding_dim(self) -> int:
-        return self.fc.in_features
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(torch.flatten(self.pool(self.blocks(x)), 1))
 
 
 class SEResNet12(ResNet12):

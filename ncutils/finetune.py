@@ -49,6 +49,7 @@ from tqdm.auto import tqdm
 from ncutils import models
 from ncutils.metrics import NCAccumulator
 from ncutils.runtime import autocast, resolve_device
+from ncutils.runtime import channels_last as runtime_channels_last
 from ncutils.training import Checkpoint, cosine_schedule, seed_epoch, sgd
 
 __all__ = [
@@ -429,10 +430,7 @@ class FitResult:
 
 def _prepare_device(net: FineTuneNet, dev: torch.device, channels_last: bool) -> bool:
     net.to(dev)
-    use_cl = channels_last and dev.type == "cuda" and not net.is_vit
-    if use_cl:
-        net.to(memory_format=torch.channels_last)
-    return use_cl
+    return runtime_channels_last(net, dev, channels_last and not net.is_vit)
 
 
 def _nc1_of(net: FineTuneNet, batches: Iterable, dev, amp) -> float:
@@ -471,7 +469,7 @@ def fit(
 
     SGD (momentum 0.9) with a cosine learning rate from ``lr`` to ``min_lr`` stepped every
     iteration over ``epochs`` epochs (Appendix B). bfloat16 autocast (``amp``) and channels-last
-    memory (``channels_last``) apply on CUDA only.
+    memory (``channels_last``, convolutional networks) apply on CUDA.
 
     Parameters
     ----------

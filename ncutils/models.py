@@ -226,8 +226,8 @@ def _linear_path(model: nn.Module) -> str:
         return "fc"
     if _is_vit(model):
         return "head"
-    if isinstance(getattr(model, "fc", None), nn.Linear):
-        return "fc"
+    if isinstance(getattr(model, "fc", None), (nn.Linear, nn.Identity)):
+        return "fc"  # an Identity stands for a classifier removed by without_classifier()
     last = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
     if not last:
         raise TypeError(f"{type(model).__name__} has no nn.Linear classifier.")

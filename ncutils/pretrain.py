@@ -49,6 +49,7 @@ from ncutils.features import PENULTIMATE, extract_features, layerwise_nc
 from ncutils.metrics import nc1
 from ncutils.probe import linear_probe
 from ncutils.runtime import autocast, resolve_device
+from ncutils.runtime import channels_last as runtime_channels_last
 from ncutils.training import Checkpoint, cosine_schedule, seed_epoch, sgd
 
 __all__ = [
@@ -359,6 +360,58 @@ def augmentation_steps(level: int) -> list[str]:
     return list(AUGMENTATION_STEPS[:level])
 
 
+class RandomCropPerSample(nn.Module):
+    """``RandomCrop(size, padding)`` with zero padding that draws its own crop for every image.
+
+    Accepts one image (C, H, W) or a batch (B, C, H, W): unlike ``v2.RandomCrop``, which crops a
+    whole batch alike, each image of a batch gets its own offsets, so a batch can be augmented at
+    once in the training loop.
+    """
+
+    def __init__(self, size: int | tuple[int, int], padding: int):
+        super().__init__()
+        self.size = (size, size) if isinstance(size, int) else tuple(size)
+        self.padding = padding
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        single = x.ndim == 3
+        x = x.as_subclass(torch.Tensor)[None] if single else x.as_subclass(torch.Tensor)
+        (B, C, H, W), p, (h, w) = x.shape, self.padding, self.size
+        padded = F.pad(x, (p, p, p, p))
+        oy = torch.randint(0, H + 2 * p - h + 1, (B,), device=x.device)
+        ox = torch.randint(0, W + 2 * p - w + 1, (B,), device=x.device)
+        rows = (oy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
+        cols = (ox[:, None] + torch.arange(w, device=x.device))[:, None, None, :]
+        out = padded[torch.arange(B, device=x.device)[:, None, None, None],
+                     torch.arange(C, device=x.device)[None, :, None, None], rows, cols]
+        return out[0] if single else out
+
+
+class RandomHorizontalFlipPerSample(nn.Module):
+    """Horizontal flip with probability 1/2, decided for every image of a batch separately."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.as_subclass(torch.Tensor)
+        if x.ndim == 3:
+            return x.flip(-1) if torch.rand(()) < 0.5 else x
+        flip = torch.rand(x.shape[0], device=x.device) < 0.5
+        return torch.where(flip[:, None, None, None], x.flip(-1), x)
+
+
+class PerSample(nn.Module):
+    """Apply ``transform`` to every image of a batch separately (to a single image as is)."""
+
+    def __init__(self, transform: nn.Module):
+        super().__init__()
+        self.transform = transform
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.as_subclass(torch.Tensor)
+        if x.ndim == 3:
+            return self.transform(x)
+        return torch.stack([self.transform(xi) for xi in x])
+
+
 def augmentation(
     level: int,
     image_size: int | tuple[int, int],
@@ -376,18 +429,20 @@ def augmentation(
     0.4, 0.4, 0.1)`` (applied with probability ``jitter_p``, 0.8 as in SupCon/SimCLR), 5
     ``RandomGrayscale(p=0.2)``. Normalisation comes last; ``normalize=False`` leaves it out (for
     adversarial training, with :class:`Normalize` in the model). Accepts (C, H, W) float tensors
-    in [0, 1], uint8 tensors or PIL images, and returns a plain float tensor.
+    in [0, 1], uint8 tensors or PIL images, and returns a plain float tensor. It also accepts a
+    batch (B, C, H, W) and then draws the random steps for every image separately, so in-memory
+    data can be augmented a batch at a time (``pretrain(..., batch_transform=...)``).
     """
     steps = augmentation_steps(level)
     ts: list[nn.Module] = [v2.ToImage(), v2.ToDtype(torch.float32, scale=True)]
     if "RandomCrop" in steps:
-        ts.append(v2.RandomCrop(image_size, padding=padding))
+        ts.append(RandomCropPerSample(image_size, padding))
     if "RandomHorizontalFlip" in steps:
-        ts.append(v2.RandomHorizontalFlip())
+        ts.append(RandomHorizontalFlipPerSample())
     if "ColorJitter" in steps:
-        ts.append(v2.RandomApply([v2.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=jitter_p))
+        ts.append(PerSample(v2.RandomApply([v2.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=jitter_p)))
     if "RandomGrayscale" in steps:
-        ts.append(v2.RandomGrayscale(p=0.2))
+        ts.append(PerSample(v2.RandomGrayscale(p=0.2)))
     if normalize:
         if mean is None or std is None:
             raise ValueError("normalize=True needs the per-channel mean and std of the source data.")
@@ -399,7 +454,8 @@ def augmentation(
 
 
 class TwoViews:
-    """Apply ``transform`` ``n_views`` times to one image and stack: (n_views, C, H, W), for SupCon."""
+    """Apply ``transform`` ``n_views`` times and stack the views, for SupCon: one image gives
+    (n_views, C, H, W), a batch (B, C, H, W) gives (B, n_views, C, H, W)."""
 
     def __init__(self, transform: Callable, n_views: int = 2):
         if n_views < 1:
@@ -407,7 +463,8 @@ class TwoViews:
         self.transform, self.n_views = transform, n_views
 
     def __call__(self, x: Any) -> torch.Tensor:
-        return torch.stack([self.transform(x) for _ in range(self.n_views)])
+        batched = isinstance(x, torch.Tensor) and x.ndim == 4
+        return torch.stack([self.transform(x) for _ in range(self.n_views)], dim=1 if batched else 0)
 
     def __repr__(self) -> str:
         return f"TwoViews(n_views={self.n_views}, transform={self.transform!r})"
@@ -625,11 +682,13 @@ def _check_pixels(x: torch.Tensor) -> None:
 def _train_step(
     net: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: Loss, opt: torch.optim.Optimizer, sched,
     dev: torch.device, *, adversarial_eps: float | None, pgd_steps: int, pgd_step_size: float | None,
-    amp: bool,
+    amp: bool, channels_last: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """One SGD step on a batch; returns the loss and the number of correct rows (``None`` for SupCon)."""
     B = y.shape[0]
     x, y_rows, V = _views(x, y, loss.contrastive)
+    if channels_last and x.ndim == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
     if loss.contrastive:
         def batch_loss(out: torch.Tensor, lab: torch.Tensor) -> torch.Tensor:
             return loss(out.reshape(B, V, -1), lab)
@@ -656,7 +715,7 @@ def _train_step(
 
 def _train_epoch(
     net: nn.Module, loader: Iterable, loss: Loss, opt: torch.optim.Optimizer, sched, dev: torch.device, *,
-    progress: bool, desc: str, **step_kwargs: Any,
+    progress: bool, desc: str, batch_transform: Callable | None = None, **step_kwargs: Any,
 ) -> dict[str, float | None]:
     net.train()
     total = torch.zeros((), dtype=torch.float64, device=dev)
@@ -666,6 +725,8 @@ def _train_epoch(
     with tqdm(total=_num_batches(loader), desc=desc, disable=not progress, leave=False) as bar:
         for batch in loader:
             x, y = batch[0].to(dev, non_blocking=True), batch[1].to(dev, non_blocking=True)
+            if batch_transform is not None:
+                x = batch_transform(x)
             value, right = _train_step(net, x, y, loss, opt, sched, dev, **step_kwargs)
             total += value.double() * y.shape[0]
             n_samples += y.shape[0]
@@ -692,12 +753,15 @@ def pretrain(
     adversarial_eps: float | None = None,
     pgd_steps: int = 10,
     pgd_step_size: float | None = None,
+    batch_transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
     nc_loader: Iterable | None = None,
+    nc_every: int = 1,
     checkpoint: str | os.PathLike | Checkpoint | None = None,
     stop_after: int | None = None,
     seed: int = 0,
     device: str | torch.device = "auto",
     amp: bool = False,
+    channels_last: bool = True,
     progress: bool = True,
 ) -> list[dict[str, Any]]:
     """Pre-train ``net`` on the source data with the recipe of Section 3.1 / Appendix B.
@@ -720,16 +784,23 @@ def pretrain(
         Train on PGD adversarial examples of this l-infinity radius (Fig. 4; Madry et al. 2018),
         ``pgd_steps`` steps of ``pgd_step_size``. Inputs must be pixels in [0, 1], normalised inside
         ``net`` (:class:`Normalize`).
+    batch_transform : callable, optional
+        Applied to every batch of images on the device before the step, e.g. :func:`augmentation`
+        (or :class:`TwoViews` of it) for in-memory data, which then need no per-sample transform.
     nc_loader : DataLoader, optional
         Source training data without augmentation (same input space as ``train_loader``); NC1,
         CDNV and NC2 of the encoder's penultimate features on it are logged after every epoch
         (Fig. 3's NC1 trend).
+    nc_every : int
+        Measure on ``nc_loader`` only every ``nc_every`` epochs (and always after the last epoch).
     checkpoint : path or :class:`~ncutils.training.Checkpoint`, optional
     stop_after : int, optional
         Train at most this many epochs in this call (the schedule still spans ``epochs``): a
         time-boxed run that a later call resumes from the checkpoint.
     amp : bool
         bfloat16 autocast on CUDA; ignored on the CPU.
+    channels_last : bool
+        Channels-last memory for convolutional networks on CUDA.
 
     Returns
     -------
@@ -749,6 +820,7 @@ def pretrain(
     dev = resolve_device(device)
     steps = _num_batches(train_loader)
     net.to(dev)
+    use_cl = runtime_channels_last(net, dev, channels_last)
     trainable = [p for p in net.parameters() if p.requires_grad]
     opt = sgd(trainable, lr, momentum=momentum, weight_decay=weight_decay)
     sched = cosine_schedule(opt, epochs * steps, min_lr)
@@ -781,11 +853,11 @@ def pretrain(
             t0 = time.perf_counter()
             record.update(_train_epoch(
                 net, train_loader, loss_fn, opt, sched, dev, adversarial_eps=adversarial_eps,
-                pgd_steps=pgd_steps, pgd_step_size=pgd_step_size, amp=amp, progress=progress,
-                desc=f"epoch {epoch + 1}",
+                pgd_steps=pgd_steps, pgd_step_size=pgd_step_size, amp=amp, channels_last=use_cl,
+                batch_transform=batch_transform, progress=progress, desc=f"epoch {epoch + 1}",
             ))
             record["seconds"] = time.perf_counter() - t0
-            if nc_loader is not None:
+            if nc_loader is not None and ((epoch + 1) % max(1, nc_every) == 0 or epoch + 1 == epochs):
                 t0 = time.perf_counter()
                 record.update(_encoder_nc(net.encoder, nc_loader, pre=normalize, device=dev, amp=amp,
                                           progress=progress, desc="NC1"))

@@ -19,7 +19,7 @@ from torch import nn
 from ncutils.metrics import _check_features, _check_labels
 from ncutils.runtime import resolve_device
 
-__all__ = ["ProbeResult", "accuracy", "linear_probe"]
+__all__ = ["ProbeResult", "accuracy", "layerwise_probe", "linear_probe"]
 
 
 @dataclass
@@ -109,3 +109,40 @@ def linear_probe(
         yt = _check_labels(test_labels, Xt.shape[0], Xt.device)
         result.test_accuracy = accuracy(result.predict(Xt), yt)
     return result
+
+
+def layerwise_probe(
+    model,
+    train_loader,
+    test_loader,
+    layers=None,
+    *,
+    pool: str = "avg",
+    epochs: int = 200,
+    standardize: bool = True,
+    device: str | torch.device = "auto",
+    seed: int = 0,
+    progress: bool = False,
+) -> dict[str, dict[str, float]]:
+    """NC1 and linear-probe accuracy of every requested layer (paper Figs. 7 and 9).
+
+    The output of each layer (pooled to one value per channel, or over tokens; see
+    :mod:`ncutils.features`) is used as a frozen feature extractor: NC1 is measured on the
+    downstream training features and a linear classifier trained on them is tested on the
+    downstream test features. ``standardize`` puts the layers' different feature scales on an
+    equal footing for SGD. Returns ``{layer: {"nc1", "train_accuracy", "test_accuracy", "dim"}}``
+    in network order.
+    """
+    from ncutils.features import extract_features
+    from ncutils.metrics import nc1
+
+    kw = dict(pool=pool, device=device, progress=progress)
+    train = extract_features(model, train_loader, layers, **kw)
+    test = extract_features(model, test_loader, layers, **kw)
+    out = {}
+    for name in (k for k in train if k != "labels"):
+        res = linear_probe(train[name], train["labels"], test[name], test["labels"], epochs=epochs,
+                           standardize=standardize, device=device, seed=seed)
+        out[name] = {"nc1": nc1(train[name], train["labels"]), "train_accuracy": res.train_accuracy,
+                     "test_accuracy": res.test_accuracy, "dim": int(train[name].shape[1])}
+    return out

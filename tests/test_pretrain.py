@@ -194,6 +194,33 @@ def test_augmentation_outputs():
     assert views.shape == (2, 1, 8, 8) and not torch.equal(views[0], views[1])
 
 
+def test_batched_augmentation_draws_per_image():
+    torch.manual_seed(0)
+    x = torch.rand(1, 8, 8).expand(64, 1, 8, 8).clone()  # 64 copies of one image
+    out = P.augmentation(3, 8, MEAN, STD)(x)
+    assert out.shape == (64, 1, 8, 8)
+    distinct = {tuple(o.flatten().tolist()) for o in out}
+    assert len(distinct) > 20  # each copy got its own crop offset and flip
+    # every output is a crop (with zero padding) of the image or of its mirror, normalised
+    padded = torch.nn.functional.pad(x[0], (4, 4, 4, 4))
+    windows = [((padded[:, i:i + 8, j:j + 8] - 0.5) / 0.3) for i in range(9) for j in range(9)]
+    windows += [w.flip(-1) for w in windows]
+    assert all(any(torch.allclose(o, w) for w in windows) for o in out)
+    views = P.TwoViews(P.augmentation(2, 8, MEAN, STD))(x[:5])
+    assert views.shape == (5, 2, 1, 8, 8)
+    rgb = P.augmentation(5, 8, [0.5] * 3, [0.3] * 3)(torch.rand(6, 3, 8, 8))
+    assert rgb.shape == (6, 3, 8, 8) and type(rgb) is torch.Tensor
+
+
+def test_batch_transform_in_the_training_loop_matches_per_sample_levels():
+    x, y = images(n=32)
+    loader = DataLoader(TensorDataset(x, y), batch_size=8, shuffle=True, generator=torch.Generator())
+    net = P.PretrainNet.from_backbone(tiny_resnet(), 4)
+    hist = P.pretrain(net, loader, epochs=1, batch_transform=P.augmentation(3, 8, MEAN, STD),
+                      progress=False, device="cpu")
+    assert len(hist) == 1 and math.isfinite(hist[0]["loss"])
+
+
 # --------------------------------------------------------------------------- PGD
 @pytest.fixture(scope="module")
 def trained_mlp():

@@ -1,0 +1,136 @@
+"""The book: clean parametrised notebooks, consistent profiles, the runner, and the smoke build."""
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import papermill as pm
+import pytest
+import yaml
+
+from ncutils import book
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = book.chapters(ROOT)
+PROFILES = {p.stem: yaml.safe_load(p.read_text()) or {} for p in (ROOT / "book" / "profiles").glob("*.yaml")}
+
+
+def run_book(*args, cwd=ROOT, timeout=900):
+    return subprocess.run([sys.executable, "-m", "ncutils.book", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+# --------------------------------------------------------------------------- sources
+def test_toc_lists_six_chapters_in_paper_order():
+    assert [nb.stem for nb in NOTEBOOKS] == ["01_nc_metrics", "02_progressive_collapse", "03_pretraining",
+                                            "04_downstream", "05_finetuning", "06_transferability"]
+    assert all(nb.exists() for nb in NOTEBOOKS)
+    assert set(PROFILES) == {"smoke", "cpu", "paper"}
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_is_clean_and_parametrised(nb):
+    notebook = nbformat.read(nb, as_version=4)
+    assert notebook.metadata["kernelspec"]["name"] == "python3"
+    code = [c for c in notebook.cells if c.cell_type == "code"]
+    tagged = [c for c in code if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1, "exactly one cell tagged 'parameters'"
+    assert all(not c.outputs and c.execution_count is None for c in code), "commit notebooks without outputs"
+    params = book.declared_parameters(nb)
+    assert {"profile", "results_path", "reuse_results", "seed"} <= params
+
+
+def test_profiles_set_only_declared_parameters():
+    declared = set().union(*(book.declared_parameters(nb) for nb in NOTEBOOKS))
+    for name, params in PROFILES.items():
+        unknown = set(params) - declared
+        assert not unknown, f"{name}.yaml sets parameters no chapter declares: {unknown}"
+
+
+def test_notebook_defaults_are_the_cpu_profile():
+    """Run All in Jupyter gives the cpu profile: cpu.yaml may only repeat the defaults (or hide progress)."""
+    for nb in NOTEBOOKS:
+        defaults = {k: v["default"] for k, v in pm.inspect_notebook(str(nb)).items()}
+        assert ast.literal_eval(defaults["profile"]) == "cpu"
+        for key, value in PROFILES["cpu"].items():
+            if key in defaults and key != "progress":
+                assert ast.literal_eval(defaults[key]) == value, f"{nb.stem}: {key}"
+
+
+# --------------------------------------------------------------------------- runner
+def _notebook(path: Path, *cells: str) -> None:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    params = nbformat.v4.new_code_cell("profile = 'cpu'\nresults_path = None\nvalue = 1",
+                                       metadata={"tags": ["parameters"]})
+    nb.cells = [nbformat.v4.new_markdown_cell(f"# {path.stem}"), params,
+                *[nbformat.v4.new_code_cell(c) for c in cells]]
+    nbformat.write(nb, path)
+
+
+@pytest.fixture()
+def tiny_book(tmp_path):
+    (tmp_path / "book" / "profiles").mkdir(parents=True)
+    (tmp_path / "_config.yml").write_text('title: t\nexecute:\n  execute_notebooks: "off"\n')
+    (tmp_path / "_toc.yml").write_text(
+        "format: jb-book\nroot: book/intro\nchapters:\n- file: book/01_ok\n- file: book/02_fail\n"
+        "- file: book/03_ok\n")
+    (tmp_path / "book" / "intro.md").write_text("# intro\n")
+    (tmp_path / "book" / "profiles" / "t.yaml").write_text("value: 3\n")
+    write = "import json\njson.dump({'value': value}, open(results_path, 'w'))"
+    _notebook(tmp_path / "book" / "01_ok.ipynb", write)
+    _notebook(tmp_path / "book" / "02_fail.ipynb", "x = 1", "raise ValueError('broken on purpose')")
+    _notebook(tmp_path / "book" / "03_ok.ipynb", write)
+    return tmp_path
+
+
+def test_runner_names_the_failed_cell_and_keeps_the_others(tiny_book):
+    out = run_book("--root", str(tiny_book), "--profile", "t", "--no-build", "--quiet")
+    assert out.returncode == 1
+    # cells run: parameters [1], papermill's injected parameters [2], "x = 1" [3], the raise [4]
+    assert "02_fail: FAILED in cell In [4]: ValueError: broken on purpose" in out.stdout
+    assert "failed chapters: 02_fail (cell In [4])" in out.stdout
+    executed = tiny_book / "_build" / "t" / "src" / "book"
+    for ok in ("01_ok", "03_ok"):
+        assert json.loads((executed / f"{ok}.json").read_text()) == {"value": 3}  # profile applied
+        assert nbformat.read(executed / f"{ok}.ipynb", as_version=4).cells[-1].execution_count is not None
+    assert "broken on purpose" in (executed / "02_fail.ipynb").read_text()  # traceback kept
+    runs = {r["name"]: r for r in json.loads((tiny_book / "_build" / "t" / "runs.json").read_text())}
+    assert [runs[n]["status"] for n in ("01_ok", "02_fail", "03_ok")] == ["ok", "failed", "ok"]
+    assert runs["01_ok"]["seconds"] > 0 and runs["01_ok"]["peak_mib"] > 10
+
+
+def test_runner_reuses_unchanged_chapters_and_reruns_changed_ones(tiny_book):
+    run_book("--root", str(tiny_book), "--profile", "t", "--no-build", "--quiet", "--only", "1", "3")
+    again = run_book("--root", str(tiny_book), "--profile", "t", "--no-build", "--quiet", "--only", "1", "3")
+    assert again.returncode == 0 and again.stdout.count("reused") == 2
+    (tiny_book / "book" / "profiles" / "t.yaml").write_text("value: 4\n")
+    changed = run_book("--root", str(tiny_book), "--profile", "t", "--no-build", "--quiet", "--only", "1")
+    assert "reused" not in changed.stdout
+    executed = tiny_book / "_build" / "t" / "src" / "book" / "01_ok.json"
+    assert json.loads(executed.read_text()) == {"value": 4}
+
+
+def test_runner_rejects_unknown_chapters_and_profiles(tiny_book):
+    assert "no such chapter" in run_book("--root", str(tiny_book), "--profile", "t", "--only", "9").stderr
+    assert "profile 'nope' not found" in run_book("--root", str(tiny_book), "--profile", "nope").stderr
+
+
+# --------------------------------------------------------------------------- the smoke book
+@pytest.mark.slow
+def test_smoke_profile_runs_every_chapter_and_builds_the_book():
+    out = run_book("--profile", "smoke", "--fresh", "--quiet", timeout=1200)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    runs = {r["name"]: r for r in json.loads((ROOT / "_build" / "smoke" / "runs.json").read_text())}
+    html = ROOT / "_build" / "smoke" / "html"
+    for nb in NOTEBOOKS:
+        assert runs[nb.stem]["status"] == "ok"
+        results = json.loads((ROOT / "_build" / "smoke" / "src" / "book" / f"{nb.stem}.json").read_text())
+        assert results["results"], f"{nb.stem} stored no results"
+        page = (html / "book" / f"{nb.stem}.html").read_text()
+        assert "Traceback" not in page and "has not been run" not in page
+        assert "Claim" in page  # every chapter states whether the paper's claims hold in this run
+    assert "About this build" in (html / "book" / "runs.html").read_text()
