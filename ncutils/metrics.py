@@ -45,7 +45,7 @@ __all__ = [
 ]
 
 ArrayLike = torch.Tensor | np.ndarray
-_CHUNK_ELEMENTS = 1 << 20  # features converted to float64 at once (8 MiB) in the streaming passes
+_CHUNK_ELEMENTS = 1 << 18  # features converted to float64 at once (2 MiB) in the streaming passes
 
 
 # --------------------------------------------------------------------------- input handling
