@@ -453,7 +453,7 @@ def fit(
     min_lr: float = 1e-4,
     momentum: float = 0.9,
     weight_decay: float = 1e-4,
-    prefix_cache: str | None = "memory",
+    prefix_cache: str | None = "auto",
     cache_dir: str | Path | None = None,
     test_loader: Iterable | None = None,
     checkpoint: str | Path | None = None,
@@ -473,10 +473,12 @@ def fit(
 
     Parameters
     ----------
-    prefix_cache : {"memory", "disk", None}
+    prefix_cache : {"auto", "memory", "disk", None}
         Compute the frozen prefix once and train on its cached output (see the module docstring).
-        Refused when the training data carries random augmentations. ``"disk"`` stores float16
-        in ``cache_dir`` (a temporary folder by default) and deletes it afterwards.
+        ``"memory"`` and ``"disk"`` (float16 in ``cache_dir``, a temporary folder by default, deleted
+        afterwards) are refused when the training data carry random augmentations; ``"auto"`` caches
+        in memory when the loader is a DataLoader without random transforms and trains without the
+        cache otherwise; ``None`` never caches.
     checkpoint : path, optional
         Saved after every epoch; an existing checkpoint is resumed from, and a resumed run ends
         with the same weights as an uninterrupted one.
@@ -489,8 +491,11 @@ def fit(
     dev = resolve_device(device)
     use_cl = _prepare_device(net, dev, channels_last)
     amp = amp and dev.type == "cuda"
-    if prefix_cache not in (None, "memory", "disk"):
-        raise ValueError(f"prefix_cache must be 'memory', 'disk' or None; got {prefix_cache!r}.")
+    if prefix_cache not in (None, "auto", "memory", "disk"):
+        raise ValueError(f"prefix_cache must be 'auto', 'memory', 'disk' or None; got {prefix_cache!r}.")
+    if prefix_cache == "auto":
+        cacheable = isinstance(train_loader, DataLoader) and not _augmentations_in(train_loader.dataset)
+        prefix_cache = "memory" if cacheable else None
     use_cache = prefix_cache is not None and net.has_frozen_prefix
     if use_cache:
         if not isinstance(train_loader, DataLoader):

@@ -159,10 +159,13 @@ def test_augmented_data_refuses_the_cache():
 
     net = finetune.build("resnet18", "layer", 2, block=7)
     with pytest.raises(ValueError, match="augmented .*RandomCrop"):
-        finetune.fit(net, loader(dataset=Augmented()), epochs=1, progress=False)
-    res = finetune.fit(net, loader(dataset=Augmented()), epochs=1, prefix_cache=None, progress=False,
-                       measure_nc1=False)
-    assert res.epochs_run == 1
+        finetune.fit(net, loader(dataset=Augmented()), epochs=1, prefix_cache="memory", progress=False)
+    for cache in (None, "auto"):  # "auto" sees the augmentation and trains without the cache
+        res = finetune.fit(net, loader(dataset=Augmented()), epochs=1, prefix_cache=cache, progress=False,
+                           measure_nc1=False)
+        assert res.epochs_run == 1 and res.cache_seconds == 0
+    res = finetune.fit(net, loader(classes=2), epochs=1, progress=False, measure_nc1=False)  # auto: cached
+    assert res.cache_seconds > 0
 
 
 def test_resume_after_interruption_matches_uninterrupted_run(tmp_path):
@@ -223,5 +226,5 @@ def test_errors_name_the_problem():
         finetune.build("resnet18", "linear", 10, block=3)
     with pytest.raises(ValueError, match="unknown architecture"):
         finetune.build("alexnet", "full", 10)
-    with pytest.raises(ValueError, match="prefix_cache must be"):
+    with pytest.raises(ValueError, match="prefix_cache must be 'auto'"):
         finetune.fit(finetune.build("resnet18", "linear", 3), loader(), prefix_cache="gpu", progress=False)
