@@ -45,9 +45,8 @@ from torchvision.transforms import v2
 from tqdm.auto import tqdm
 
 from ncutils import models
-from ncutils.features import PENULTIMATE, extract_features, layerwise_nc
-from ncutils.metrics import nc1
-from ncutils.probe import linear_probe
+from ncutils.features import PENULTIMATE, layerwise_nc
+from ncutils.probe import layerwise_probe
 from ncutils.runtime import autocast, resolve_device
 from ncutils.runtime import channels_last as runtime_channels_last
 from ncutils.training import Checkpoint, cosine_schedule, seed_epoch, sgd
@@ -612,21 +611,17 @@ def transfer(
         features, ``feature_dim``, ``num_train`` and ``num_test``.
     """
     model, name = _feature_model(encoder)
-    opts = {"device": device, "amp": amp, "progress": progress}
     with _modes_kept(encoder):
-        train = extract_features(model, train_loader, [name], desc="train features", **opts)
-        test = extract_features(model, test_loader, [name], desc="test features", **opts)
-    res = linear_probe(
-        train[name], train["labels"], test[name], test["labels"], epochs=epochs, lr=lr, min_lr=min_lr,
-        batch_size=batch_size, standardize=standardize, device=device, seed=seed,
-    )
+        res = layerwise_probe(model, train_loader, test_loader, [name], epochs=epochs, lr=lr, min_lr=min_lr,
+                              batch_size=batch_size, standardize=standardize, device=device, amp=amp,
+                              seed=seed, progress=progress)[name]
     return {
-        "test_accuracy": float(res.test_accuracy),
-        "train_accuracy": float(res.train_accuracy),
-        "nc1": float(nc1(train[name], train["labels"])),
-        "feature_dim": int(train[name].shape[1]),
-        "num_train": int(train[name].shape[0]),
-        "num_test": int(test[name].shape[0]),
+        "test_accuracy": float(res["test_accuracy"]),
+        "train_accuracy": float(res["train_accuracy"]),
+        "nc1": float(res["nc1"]),
+        "feature_dim": res["dim"],
+        "num_train": res["num_train"],
+        "num_test": res["num_test"],
     }
 
 

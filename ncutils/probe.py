@@ -119,8 +119,12 @@ def layerwise_probe(
     *,
     pool: str = "avg",
     epochs: int = 200,
+    lr: float = 0.1,
+    min_lr: float = 1e-4,
+    batch_size: int = 256,
     standardize: bool = True,
     device: str | torch.device = "auto",
+    amp: bool = False,
     seed: int = 0,
     progress: bool = False,
 ) -> dict[str, dict[str, float]]:
@@ -128,21 +132,24 @@ def layerwise_probe(
 
     The output of each layer (pooled to one value per channel, or over tokens; see
     :mod:`ncutils.features`) is used as a frozen feature extractor: NC1 is measured on the
-    downstream training features and a linear classifier trained on them is tested on the
-    downstream test features. ``standardize`` puts the layers' different feature scales on an
-    equal footing for SGD. Returns ``{layer: {"nc1", "train_accuracy", "test_accuracy", "dim"}}``
-    in network order.
+    downstream training features and a linear classifier trained on them (:func:`linear_probe`
+    with ``epochs``, ``lr``, ``min_lr``, ``batch_size``) is tested on the downstream test features.
+    ``standardize`` puts the layers' different feature scales on an equal footing for SGD. Returns
+    ``{layer: {"nc1", "train_accuracy", "test_accuracy", "dim", "num_train", "num_test"}}`` in
+    network order.
     """
     from ncutils.features import extract_features
     from ncutils.metrics import nc1
 
-    kw = dict(pool=pool, device=device, progress=progress)
-    train = extract_features(model, train_loader, layers, **kw)
-    test = extract_features(model, test_loader, layers, **kw)
+    kw = dict(pool=pool, device=device, amp=amp, progress=progress)
+    train = extract_features(model, train_loader, layers, desc="train features", **kw)
+    test = extract_features(model, test_loader, layers, desc="test features", **kw)
     out = {}
     for name in (k for k in train if k != "labels"):
-        res = linear_probe(train[name], train["labels"], test[name], test["labels"], epochs=epochs,
-                           standardize=standardize, device=device, seed=seed)
+        res = linear_probe(train[name], train["labels"], test[name], test["labels"], epochs=epochs, lr=lr,
+                           min_lr=min_lr, batch_size=batch_size, standardize=standardize, device=device,
+                           seed=seed)
         out[name] = {"nc1": nc1(train[name], train["labels"]), "train_accuracy": res.train_accuracy,
-                     "test_accuracy": res.test_accuracy, "dim": int(train[name].shape[1])}
+                     "test_accuracy": res.test_accuracy, "dim": int(train[name].shape[1]),
+                     "num_train": int(train[name].shape[0]), "num_test": int(test[name].shape[0])}
     return out

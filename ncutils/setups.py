@@ -32,7 +32,6 @@ import torch
 import torchvision
 from torch import nn
 from torch.utils.data import Dataset, TensorDataset
-from torchvision.transforms import v2
 
 from ncutils import data, fewshot, models, pretrain
 from ncutils.results import ModelStore, config_key
@@ -164,8 +163,18 @@ def source(profile: str, split: str = "train", *, level: int = 1, normalize: boo
     if batch_transform is None:
         return dataset
     if level == 1 and views == 1:  # deterministic: normalise the whole tensor once
-        return TensorDataset(batch_transform(dataset.tensors[0]), dataset.tensors[1])
+        return _transformed(dataset, batch_transform)
     return data.TransformDataset(dataset, batch_transform)
+
+
+def _transformed(raw: Dataset, transform) -> Dataset:
+    """``raw`` with a deterministic ``transform``: applied once to an in-memory tensor (which keeps its
+    ``classes``), else to every image as it is loaded."""
+    if not isinstance(raw, TensorDataset):
+        return data.TransformDataset(raw, transform)
+    out = TensorDataset(transform(raw.tensors[0]), raw.tensors[1])
+    out.classes = getattr(raw, "classes", None)
+    return out
 
 
 def training_data(profile: str, split: str = "train", *, level: int = 1, normalize: bool = True,
@@ -183,11 +192,21 @@ def training_data(profile: str, split: str = "train", *, level: int = 1, normali
     return data.TransformDataset(raw, t), None
 
 
+@functools.cache
+def _shape_and_classes(profile: str, name: str = "source", seed: int = 0, data_root=None
+                       ) -> tuple[tuple[int, ...], int]:
+    """(channels, height, width) of the images of dataset ``name`` and its number of classes."""
+    raw = _raw(profile, name, "train", seed, data_root)
+    if profile == "paper":
+        classes = data.DATASETS["cifar100" if name == "source" else name].num_classes
+    else:
+        classes = int(data.labels_of(raw).max()) + 1
+    return tuple(raw[0][0].shape), classes
+
+
 def num_classes(profile: str, name: str = "source", seed: int = 0, data_root=None) -> int:
     """Number of classes of dataset ``name`` of ``profile``."""
-    if profile == "paper":
-        return data.DATASETS["cifar100" if name == "source" else name].num_classes
-    return int(data.labels_of(_raw(profile, name, "train", seed, data_root)).max()) + 1
+    return _shape_and_classes(profile, name, seed, data_root)[1]
 
 
 @functools.cache
@@ -196,14 +215,8 @@ def downstream(profile: str, name: str, split: str = "train", *, seed: int = 0, 
     """Downstream data for source-trained encoders, normalised with the source statistics."""
     raw = _raw(profile, name, split, seed, data_root, download)
     mean, std = source_stats(profile, seed, data_root)
-    norm = v2.Compose([v2.ToImage(), v2.ToDtype(torch.float32, scale=True),
-                       v2.Normalize(list(mean), list(std)), v2.ToPureTensor()])
-    if isinstance(raw, TensorDataset):  # in memory: normalise once
-        x = torch.stack([norm(img) for img in raw.tensors[0]])
-        out = TensorDataset(x, raw.tensors[1])
-        out.classes = getattr(raw, "classes", None)
-        return out
-    return data.TransformDataset(raw, norm)
+    shape = _shape_and_classes(profile, name, seed, data_root)[0]
+    return _transformed(raw, pretrain.augmentation(1, shape[-2:], mean, std))  # level 1: normalisation
 
 
 # --------------------------------------------------------------------------- networks
@@ -256,11 +269,9 @@ def source_model(cfg: Mapping[str, Any], store: ModelStore, *, progress: bool = 
     key = model_key(cfg)
     adversarial = cfg.get("adv_eps") is not None
     mean, std = source_stats(profile, cfg["seed"], data_root, name)
-    classes = num_classes(profile, name, cfg["seed"], data_root)
+    in_shape, classes = _shape_and_classes(profile, name, cfg["seed"], data_root)
 
     def build():
-        first = source(profile, "train", seed=cfg["seed"], data_root=data_root, name=name)[0][0]
-        in_shape = tuple(first.shape)
         torch.manual_seed(cfg["seed"])
         back = zoo_backbone(cfg["arch"], profile, classes, in_shape)
         return pretrain.PretrainNet.from_backbone(
@@ -299,10 +310,9 @@ def pretrained_backbone(cfg: Mapping[str, Any], store: ModelStore, **kwargs) -> 
     """The backbone of a stored source model with its pre-trained encoder weights and a (source)
     classifier slot, ready for :func:`ncutils.finetune.build` (which replaces the classifier)."""
     net, _ = source_model(cfg, store, **kwargs)
-    name = cfg.get("data", "source")
-    first = source(cfg["profile"], "train", seed=cfg["seed"], name=name, data_root=kwargs.get("data_root"))
-    back = zoo_backbone(cfg["arch"], cfg["profile"], num_classes(cfg["profile"], name, cfg["seed"]),
-                        tuple(first[0][0].shape))
+    in_shape, classes = _shape_and_classes(cfg["profile"], cfg.get("data", "source"), cfg["seed"],
+                                           kwargs.get("data_root"))
+    back = zoo_backbone(cfg["arch"], cfg["profile"], classes, in_shape)
     missing, unexpected = back.load_state_dict(net.encoder.state_dict(), strict=False)
     if unexpected or any(not k.startswith(("fc.", "head.")) for k in missing):
         raise ValueError(f"stored encoder does not fit {cfg['arch']}: missing {missing}, "
