@@ -1,26 +1,31 @@
 """ncutils: neural-collapse tools behind the ncbook reproduction of Li et al. (TMLR 2024).
 
-Modules
--------
+Research library (never imports the book machinery)
+----------------------------------------------------
 metrics          NC1 (Eq. 4), CDNV, numerical rank, NC2, NC3, and a streaming accumulator.
 features         layer-wise features of torchvision ResNets, timm ViTs and ncutils nets.
-models           architectures and the paper's block numbering.
-finetune         Linear Probe, Layer FT, SCL FT and Full FT (Section 3.3) with parameter accounting.
-pretrain         losses, projection heads, augmentation levels, PGD and transfer (Section 3.1).
-fewshot          few-shot backbones, episodes and evaluation (Table 2).
+probe            linear probes on frozen features, layer by layer.
+models           architectures, the paper's block numbering, public pre-trained weights.
+transforms       the torchvision-v2 transforms: normalisation, preprocessing, augmentation levels.
+data             the paper's datasets, offline datasets, subsets and seeded loaders.
+pretrain         losses, projection heads, PGD and the pre-training loop (Section 3.1).
+finetune         Linear Probe, Layer FT, SCL FT and Full FT (Section 3.3), the prefix cache, the loop.
+fewshot          few-shot backbones, CIFAR-FS / miniImageNet, episodes and evaluation (Table 2).
 transferability  NCTI, LogME, H-score, weighted Kendall tau, model ranking.
-data, setups     the paper's datasets, offline datasets, and what each book profile runs on.
-probe, training, results, published, plotting, reference, book
-                 linear probes, training helpers, resumable results, the paper's numbers,
-                 figures, slow reference implementations, and the book runner.
+stats            intervals from seed replicates and bootstrap resampling.
+training, runtime, reference
+                 optimiser, schedules and checkpoints; devices and seeding; slow reference code.
 
-Importing ncutils makes CPU arithmetic flush denormal floats to zero (see ncutils.runtime).
+Book machinery
+--------------
+book             the reproduction book: experiments as units, their store, profiles, chapter grids,
+                 the runner (``python -m ncutils.book``), plots, verdicts and the paper's numbers.
+
+Importing ncutils changes no global state; the training loops flush denormal floats to zero while
+they run on the CPU (see ncutils.runtime.cpu_numerics).
 """
 
 from ncutils.metrics import NCAccumulator, cdnv, nc1, nc2, nc3, nc_metrics, numerical_rank
-from ncutils.runtime import flush_denormals
-
-flush_denormals()  # denormal floats make CPU training 10-40x slower (see ncutils.runtime)
 
 __version__ = "0.1.0"
 

@@ -109,12 +109,12 @@ def _vit_extractor(model: nn.Module, names: dict[str, str], pool: str) -> Callab
 def feature_extractor(model: nn.Module, layers: Layers = None, *, pool: str = "avg") -> Callable:
     """A function mapping an input batch to ``{name: (B, C) pooled features}`` for ``layers``."""
     names = layer_names(model, layers)
-    if models._is_vit(model):
+    if models.is_vit(model):
         return _vit_extractor(model, names, pool)
     source = model
     return_nodes = {path: name for name, path in names.items() if path != PENULTIMATE}
     if PENULTIMATE in names:
-        head = models._linear_path(model)
+        head = models.linear_path(model)
         source = models.without_classifier(model)
         return_nodes[head] = PENULTIMATE  # the Identity standing in for the classifier
     fx = create_feature_extractor(source, return_nodes=return_nodes)

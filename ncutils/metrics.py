@@ -36,6 +36,8 @@ import torch
 __all__ = [
     "NCAccumulator",
     "cdnv",
+    "check_features",
+    "check_labels",
     "class_means",
     "nc1",
     "nc2",
@@ -59,7 +61,11 @@ def _to_tensor(x: Any, name: str) -> torch.Tensor:
     raise TypeError(f"{name} must be a torch.Tensor or a numpy array; got {type(x).__name__}.")
 
 
-def _check_features(features: Any) -> torch.Tensor:
+def check_features(features: Any) -> torch.Tensor:
+    """``features`` as a detached 2-D real tensor (N, d) without NaN or inf; ``ValueError`` otherwise.
+
+    NumPy arrays are wrapped without copying; the device and dtype are kept.
+    """
     X = _to_tensor(features, "features")
     if X.ndim != 2:
         raise ValueError(
@@ -81,7 +87,8 @@ def _check_features(features: Any) -> torch.Tensor:
     return X
 
 
-def _check_labels(labels: Any, n: int, device: torch.device) -> torch.Tensor:
+def check_labels(labels: Any, n: int, device: torch.device) -> torch.Tensor:
+    """``labels`` as ``n`` integer class labels (int64 on ``device``); ``ValueError`` otherwise."""
     y = _to_tensor(labels, "labels")
     if y.ndim != 1:
         raise ValueError(
@@ -97,8 +104,8 @@ def _check_labels(labels: Any, n: int, device: torch.device) -> torch.Tensor:
 
 def _prepare(features: Any, labels: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Validate inputs; return (features, class index per row in 0..K-1, sorted class labels)."""
-    X = _check_features(features)
-    y = _check_labels(labels, X.shape[0], X.device)
+    X = check_features(features)
+    y = check_labels(labels, X.shape[0], X.device)
     classes, inverse = torch.unique(y, return_inverse=True)
     if classes.numel() < 2:
         raise ValueError(
@@ -352,8 +359,8 @@ class NCAccumulator:
 
     def update(self, features: ArrayLike, labels: ArrayLike) -> NCAccumulator:
         """Add a batch: ``features`` (B, d) and integer ``labels`` (B,)."""
-        X = _check_features(features)
-        y = _check_labels(labels, X.shape[0], X.device)
+        X = check_features(features)
+        y = check_labels(labels, X.shape[0], X.device)
         if self._shift is None:
             d, dev = X.shape[1], X.device
             self._shift = X.to(torch.float64).mean(0)

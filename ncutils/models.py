@@ -16,7 +16,6 @@ The paper fine-tunes and probes networks unit by unit (Section 3.3, Appendix B.2
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
 
 import timm
 import torch
@@ -33,7 +32,10 @@ __all__ = [
     "blocks",
     "classifier",
     "create",
+    "count_parameters",
     "feature_dim",
+    "is_vit",
+    "linear_path",
     "replace_classifier",
     "resnet",
     "vit",
@@ -127,7 +129,9 @@ def vit(arch: str = "vit_b_32", num_classes: int = 1000, *, pretrained: bool = F
     ``pretrained=True`` loads its ImageNet-21k pre-trained checkpoint through timm (needs the
     Hugging Face hub or a local timm cache). Any other timm model name is passed through, and
     ``kwargs`` go to :func:`timm.create_model` (e.g. ``img_size``, ``depth``, ``embed_dim`` for
-    a small transformer).
+    a small transformer). CLIP's image encoder is ``vit_base_patch32_clip_224``, a timm
+    ``VisionTransformer`` with a pre-norm (``norm_pre``) that every function of the package runs;
+    its OpenAI weights are named in :data:`ncutils.hub.PRETRAINED` (``clip_vit_b_32``).
     """
     name, tag = VITS.get(arch, (arch, None))
     full = f"{name}.{tag}" if (pretrained and tag) else name
@@ -173,7 +177,8 @@ def create(arch: str, num_classes: int, *, pretrained: bool = False, **kwargs) -
 
 
 # --------------------------------------------------------------------------- structure
-def _is_vit(model: nn.Module) -> bool:
+def is_vit(model: nn.Module) -> bool:
+    """Whether ``model`` is a timm Vision Transformer."""
     return isinstance(model, timm.models.vision_transformer.VisionTransformer)
 
 
@@ -221,10 +226,12 @@ def block(model: nn.Module, unit: int | str) -> tuple[str, nn.Module]:
     return blocks(model)[block_index(model, unit)]
 
 
-def _linear_path(model: nn.Module) -> str:
+def linear_path(model: nn.Module) -> str:
+    """Module path of the final linear classifier: ``fc`` (ResNets, ncutils nets), ``head`` (timm ViTs),
+    else the last ``nn.Linear``. An ``nn.Identity`` at ``fc`` stands for a removed classifier."""
     if isinstance(model, ResNet):
         return "fc"
-    if _is_vit(model):
+    if is_vit(model):
         return "head"
     if isinstance(getattr(model, "fc", None), (nn.Linear, nn.Identity)):
         return "fc"  # an Identity stands for a classifier removed by without_classifier()
@@ -236,14 +243,28 @@ def _linear_path(model: nn.Module) -> str:
 
 def classifier(model: nn.Module) -> nn.Module:
     """The final linear classifier (``fc`` of a ResNet, ``head`` of a ViT, else the last Linear)."""
-    return model.get_submodule(_linear_path(model))
+    return model.get_submodule(linear_path(model))
 
 
 def feature_dim(model: nn.Module) -> int:
-    """Dimension ``d`` of the penultimate feature (input of the classifier)."""
-    if _is_vit(model):
+    """Dimension ``d`` of the penultimate feature (input of the classifier).
+
+    Read from the classifier; when that is the :class:`~torch.nn.Identity` left by
+    :func:`without_classifier`, from the width it remembers, else from a ``num_features``
+    attribute (timm) or, for a ResNet, the width of its last block.
+    """
+    if is_vit(model):
         return model.num_features
-    return classifier(model).in_features
+    head = classifier(model)
+    d = getattr(head, "in_features", None)
+    if d is None:
+        d = getattr(model, "num_features", None)
+    if d is None and isinstance(model, ResNet):
+        d = [m for m in model.layer4.modules() if isinstance(m, nn.BatchNorm2d)][-1].num_features
+    if not isinstance(d, int):
+        raise TypeError(f"cannot tell the penultimate feature size of {type(model).__name__}: its classifier "
+                        f"{type(head).__name__} has no in_features.")
+    return d
 
 
 def _set_submodule(root: nn.Module, path: str, new: nn.Module, *, copy_parents: bool) -> nn.Module:
@@ -266,36 +287,38 @@ def _set_submodule(root: nn.Module, path: str, new: nn.Module, *, copy_parents: 
 
 
 def replace_classifier(model: nn.Module, num_classes: int) -> nn.Module:
-    """Replace the classifier by a freshly initialised ``Linear(d, num_classes)`` (in place)."""
-    if _is_vit(model):
+    """Replace the classifier by a freshly initialised ``Linear(d, num_classes)`` (in place).
+
+    Also works on the output of :func:`without_classifier`, whose classifier is an Identity.
+    """
+    if is_vit(model):
         model.reset_classifier(num_classes)
         return model
-    old = classifier(model)
-    new = nn.Linear(old.in_features, num_classes).to(old.weight.device)
-    return _set_submodule(model, _linear_path(model), new, copy_parents=False)
+    device = next(model.parameters()).device
+    new = nn.Linear(feature_dim(model), num_classes).to(device)
+    return _set_submodule(model, linear_path(model), new, copy_parents=False)
 
 
 def without_classifier(model: nn.Module) -> nn.Module:
     """A view of ``model`` whose output is the penultimate feature; parameters are shared.
 
     The classifier is replaced by :class:`~torch.nn.Identity` in a shallow copy, so the original
-    model is unchanged and no weights are copied.
+    model is unchanged and no weights are copied. The Identity keeps the classifier's
+    ``in_features``, so :func:`feature_dim` and :func:`replace_classifier` work on the view.
     """
-    if _is_vit(model):
+    if is_vit(model):
         view = copy.copy(model)
         view._modules = dict(model._modules)
         view._modules["head"] = nn.Identity()
         return view
-    return _set_submodule(model, _linear_path(model), nn.Identity(), copy_parents=True)
+    removed = nn.Identity()
+    d = getattr(classifier(model), "in_features", None)
+    if d is not None:
+        removed.in_features = d
+    return _set_submodule(model, linear_path(model), removed, copy_parents=True)
 
 
 def count_parameters(model: nn.Module, *, trainable_only: bool = False) -> int:
     """Number of parameters (only those with ``requires_grad`` when ``trainable_only``)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
-
-def parse_units(model: nn.Module, units: Sequence[int | str] | None) -> list[int]:
-    """0-based block positions for ``units`` (all blocks when ``None``)."""
-    if units is None:
-        return list(range(len(blocks(model))))
-    return [block_index(model, u) for u in units]

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ncutils.metrics import _check_features, _check_labels
-from ncutils.runtime import resolve_device
+from ncutils.metrics import check_features, check_labels
+from ncutils.runtime import cpu_numerics, resolve_device
 
 __all__ = ["ProbeResult", "accuracy", "layerwise_probe", "linear_probe"]
 
@@ -75,10 +75,13 @@ def linear_probe(
     standardize : bool
         Standardise each feature with the training mean and standard deviation first (useful
         when probing early layers whose scales differ widely).
+
+    On the CPU, denormal floats are flushed to zero while the classifier trains
+    (:func:`ncutils.runtime.cpu_numerics`) and the previous setting is restored afterwards.
     """
     dev = resolve_device(device)
-    X = _check_features(train_features).to(dev, torch.float32)
-    y_raw = _check_labels(train_labels, X.shape[0], dev)
+    X = check_features(train_features).to(dev, torch.float32)
+    y_raw = check_labels(train_labels, X.shape[0], dev)
     classes, y = torch.unique(y_raw, return_inverse=True)
     mean = std = None
     if standardize:
@@ -94,19 +97,20 @@ def linear_probe(
     steps_per_epoch = -(-X.shape[0] // batch_size)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps_per_epoch, eta_min=min_lr)
     loss_fn = nn.CrossEntropyLoss()
-    for _ in range(epochs):
-        perm = torch.randperm(X.shape[0], generator=g).to(dev)
-        for i in range(0, X.shape[0], batch_size):
-            idx = perm[i : i + batch_size]
-            opt.zero_grad(set_to_none=True)
-            loss_fn(clf(X[idx]), y[idx]).backward()
-            opt.step()
-            sched.step()
+    with cpu_numerics(dev):
+        for _ in range(epochs):
+            perm = torch.randperm(X.shape[0], generator=g).to(dev)
+            for i in range(0, X.shape[0], batch_size):
+                idx = perm[i : i + batch_size]
+                opt.zero_grad(set_to_none=True)
+                loss_fn(clf(X[idx]), y[idx]).backward()
+                opt.step()
+                sched.step()
     result = ProbeResult(float("nan"), None, clf.eval(), classes, mean, std)
     result.train_accuracy = accuracy(result.predict(X if mean is None else X * std + mean), y_raw)
     if test_features is not None:
-        Xt = _check_features(test_features)
-        yt = _check_labels(test_labels, Xt.shape[0], Xt.device)
+        Xt = check_features(test_features)
+        yt = check_labels(test_labels, Xt.shape[0], Xt.device)
         result.test_accuracy = accuracy(result.predict(Xt), yt)
     return result
 

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import random
+from collections.abc import Iterator
 
 import numpy as np
 import torch
 
-__all__ = ["autocast", "channels_last", "flush_denormals", "resolve_device", "seed_everything"]
+__all__ = [
+    "autocast", "channels_last", "cpu_numerics", "flush_denormals", "resolve_device", "seed_everything",
+]
 
 
 def flush_denormals(enabled: bool = True) -> bool:
@@ -18,9 +20,35 @@ def flush_denormals(enabled: bool = True) -> bool:
     Weights and gradients of networks trained with weight decay drift towards values below the
     normal float32 range, and CPUs compute on such numbers 10-40x more slowly: one fine-tuning epoch
     measured here took 42 s instead of 1.1 s. Flushing them to zero changes results by less than
-    float32 resolution. ``import ncutils`` turns it on.
+    float32 resolution. ``import ncutils`` does not call it (importing changes no global state);
+    the training loops (:func:`ncutils.pretrain.pretrain`, :func:`ncutils.finetune.fit`,
+    :func:`ncutils.probe.linear_probe`) turn it on while they run on the CPU, through
+    :func:`cpu_numerics`. The setting is per thread: it applies to the calling thread.
     """
     return torch.set_flush_denormal(enabled)
+
+
+def _flushing_denormals() -> bool:
+    """Whether CPU arithmetic currently flushes denormals (torch has no getter: test a denormal)."""
+    return float(torch.tensor(1e-40, dtype=torch.float32) * 1.0) == 0.0
+
+
+@contextlib.contextmanager
+def cpu_numerics(device: str | torch.device | None) -> Iterator[None]:
+    """Flush denormal floats to zero (:func:`flush_denormals`) inside the block when ``device`` is the CPU.
+
+    The previous setting is restored on exit, so the flag stays on only inside a training loop.
+    On other devices this does nothing.
+    """
+    if resolve_device(device).type != "cpu":
+        yield
+        return
+    before = _flushing_denormals()
+    flush_denormals(True)
+    try:
+        yield
+    finally:
+        flush_denormals(before)
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
@@ -31,11 +59,13 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
 
 
 def seed_everything(seed: int) -> torch.Generator:
-    """Seed Python, NumPy and torch; return a CPU generator seeded likewise for data order."""
+    """Seed Python, NumPy and torch; return a CPU generator seeded likewise for data order.
+
+    ``PYTHONHASHSEED`` is not set: it only takes effect when the interpreter starts.
+    """
     random.seed(seed)
     np.random.seed(seed % 2**32)  # noqa: NPY002 - seeds third-party code that uses the legacy API
     torch.manual_seed(seed)
-    os.environ.setdefault("PYTHONHASHSEED", str(seed))
     return torch.Generator().manual_seed(seed)
 
 

@@ -10,9 +10,10 @@ epoch together with the optimiser, the scheduler and the history so far.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from torch import nn
 
 from ncutils.runtime import seed_everything
 
-__all__ = ["Checkpoint", "cosine_schedule", "seed_epoch", "sgd"]
+__all__ = ["Checkpoint", "cosine_schedule", "make_schedule", "modes_kept", "seed_epoch", "sgd"]
 
 
 def sgd(
@@ -45,6 +46,25 @@ def cosine_schedule(
     return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, total_steps), eta_min=min_lr)
 
 
+def make_schedule(optimizer: torch.optim.Optimizer, spec: dict | None, epochs: int, steps_per_epoch: int,
+                  min_lr: float = 1e-4) -> torch.optim.lr_scheduler.LRScheduler:
+    """The learning-rate schedule described by ``spec``, stepped once per iteration.
+
+    ``{"kind": "cosine"}`` (or ``None``): the paper's cosine from the optimiser's rate to ``min_lr``
+    over all iterations (Appendix B). ``{"kind": "step", "milestones": [e1, ...], "gamma": g}``: the rate
+    multiplied by ``g`` at the start of each milestone epoch (the few-shot recipe of Table 2).
+    """
+    spec = dict(spec or {"kind": "cosine"})
+    kind = spec.pop("kind", "cosine")
+    if kind == "cosine" and not spec:
+        return cosine_schedule(optimizer, epochs * steps_per_epoch, min_lr)
+    if kind == "step" and set(spec) <= {"milestones", "gamma"}:
+        milestones = [int(m) * steps_per_epoch for m in spec.get("milestones", [])]
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=float(spec.get("gamma", 0.1)))
+    raise ValueError(f"unknown schedule {dict(spec, kind=kind)!r}; use {{'kind': 'cosine'}} or "
+                     "{'kind': 'step', 'milestones': [...], 'gamma': 0.1}.")
+
+
 def seed_epoch(seed: int, epoch: int, loader: Any = None) -> None:
     """Reseed Python, NumPy, torch and the loader's shuffling generator for ``epoch``.
 
@@ -56,6 +76,17 @@ def seed_epoch(seed: int, epoch: int, loader: Any = None) -> None:
     gen = getattr(loader, "generator", None)
     if isinstance(gen, torch.Generator):
         gen.manual_seed(s)
+
+
+@contextlib.contextmanager
+def modes_kept(module: nn.Module) -> Iterator[None]:
+    """Restore the training flag of every submodule of ``module`` on exit."""
+    modes = [(m, m.training) for m in module.modules()]
+    try:
+        yield
+    finally:
+        for m, flag in modes:
+            m.training = flag
 
 
 class Checkpoint:

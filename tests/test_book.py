@@ -2,6 +2,7 @@
 
 import ast
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ import papermill as pm
 import pytest
 import yaml
 
-from ncutils import book
+from ncutils.book import notebooks as book
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = book.chapters(ROOT)
@@ -40,7 +41,7 @@ def test_notebook_is_clean_and_parametrised(nb):
     assert len(tagged) == 1, "exactly one cell tagged 'parameters'"
     assert all(not c.outputs and c.execution_count is None for c in code), "commit notebooks without outputs"
     params = book.declared_parameters(nb)
-    assert {"profile", "results_path", "reuse_results", "seed"} <= params
+    assert {"profile", "results_path", "store_dir", "reuse_results", "compute_missing", "dry_run", "seed"} <= params
 
 
 def test_profiles_set_only_declared_parameters():
@@ -116,10 +117,68 @@ def test_runner_reuses_unchanged_chapters_and_reruns_changed_ones(tiny_book):
 
 def test_runner_rejects_unknown_chapters_and_profiles(tiny_book):
     assert "no such chapter" in run_book("--root", str(tiny_book), "--profile", "t", "--only", "9").stderr
-    assert "profile 'nope' not found" in run_book("--root", str(tiny_book), "--profile", "nope").stderr
+    out = run_book("--root", str(tiny_book), "--profile", "nope")
+    assert out.returncode != 0 and "profile 'nope' not found" in out.stderr
+    assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1  # one line, no traceback
+
+
+def test_book_builds_without_jupyter_book_on_path(tiny_book):
+    """A virtualenv's python called directly, without activating the environment: nothing on PATH."""
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(Path.home())}
+    out = subprocess.run([sys.executable, "-m", "ncutils.book", "--root", str(tiny_book), "--profile", "t",
+                          "--only", "1", "--quiet"], cwd=tiny_book, capture_output=True, text=True, env=env,
+                         timeout=600)
+    assert "book built" in out.stdout, out.stdout[-2000:] + out.stderr[-2000:]
+    assert (tiny_book / "_build" / "t" / "html" / "index.html").exists()
+
+
+def test_a_failed_build_says_why(tiny_book):
+    (tiny_book / "book" / "intro.md").write_text("# intro\n\n{glue:text}`no_such_key`\n")
+    out = run_book("--root", str(tiny_book), "--profile", "t", "--only", "1", "--quiet")
+    assert out.returncode == 1 and "book build FAILED" in out.stdout
+    failure = out.stdout.split("book build FAILED", 1)[1]
+    assert "WARNING" in failure or "ERROR" in failure or "rror" in failure, failure
+
+
+@pytest.mark.slow
+def test_a_changed_parameter_never_returns_old_results(tmp_path):
+    """The stale-results scenario: rerun chapter 5 with more fine-tuning epochs; its numbers must change."""
+    label = f"stale-{tmp_path.name}"
+    profile = ROOT / "book" / "profiles" / f"{label}.yaml"
+    base = yaml.safe_load((ROOT / "book" / "profiles" / "smoke.yaml").read_text())
+    store = tmp_path / "store"
+    results = []
+    try:
+        for epochs in (1, 4):
+            profile.write_text(yaml.safe_dump({**base, "profile": "smoke", "ft_epochs": epochs}))
+            out = run_book("--profile", str(profile), "--only", "5", "--no-build", "--quiet", "--store", str(store))
+            assert out.returncode == 0, out.stdout[-3000:]
+            record = json.loads((ROOT / "_build" / label / "src" / "book" / "05_finetuning.json").read_text())
+            results.append({k: v for k, v in record["units"].items() if v["kind"] == "finetune"})
+    finally:
+        profile.unlink(missing_ok=True)
+        shutil.rmtree(ROOT / "_build" / label, ignore_errors=True)
+    first, second = results
+    assert first and second and not set(first) & set(second)  # new keys for the new configuration
+    assert all(v["config"]["epochs"] == 4 for v in second.values())
+
+    def measured(r):
+        return sorted((v["config"]["method"], v["config"]["block"] or 0, v["result"]["nc1"]) for v in r.values())
+
+    assert measured(first) != measured(second)
 
 
 # --------------------------------------------------------------------------- the smoke book
+def machine_paths(build: Path) -> list[str]:
+    """The absolute paths of this machine that a built book must not show: the repository, the build folder,
+    the home folder and the temporary folder (each also with its symbolic links resolved)."""
+    import os
+    import tempfile
+
+    paths = [ROOT, build, Path.home(), Path(tempfile.gettempdir())]
+    return list(dict.fromkeys(form for p in paths for form in (str(p), os.path.realpath(p)) if form.strip("/")))
+
+
 @pytest.mark.slow
 def test_smoke_profile_runs_every_chapter_and_builds_the_book():
     out = run_book("--profile", "smoke", "--fresh", "--quiet", timeout=1200)
@@ -134,3 +193,10 @@ def test_smoke_profile_runs_every_chapter_and_builds_the_book():
         assert "Traceback" not in page and "has not been run" not in page
         assert "Claim" in page  # every chapter states whether the paper's claims hold in this run
     assert "About this build" in (html / "book" / "runs.html").read_text()
+    # the rendered book, pages and downloadable sources alike: no path of this machine, nothing fetched from
+    # the network to render (math included), and a figure and a verdict on every chapter page
+    from ncutils.book.htmlcheck import audit
+
+    problems = audit(html, machine_paths(ROOT / "_build" / "smoke"),
+                     chapters=[f"book/{nb.stem}.html" for nb in NOTEBOOKS])
+    assert not problems, "\n".join(problems)

@@ -16,7 +16,8 @@ import torchvision
 from PIL import Image
 from torch.utils.data import ConcatDataset, Subset, TensorDataset
 
-from ncutils import data
+from ncutils import data, transforms
+from ncutils.data import __main__ as data_cli
 from ncutils.training import seed_epoch
 
 
@@ -161,7 +162,7 @@ def fake_aircraft(root):
 # --------------------------------------------------------------------------- registry and paths
 def test_registry():
     expected = {"cifar10": 10, "cifar100": 100, "aircraft": 100, "dtd": 47, "pets": 37, "flowers102": 102,
-                "mnist": 10, "fashionmnist": 10}
+                "mnist": 10, "fashionmnist": 10, "sun397": 397}
     assert {k: v.num_classes for k, v in data.DATASETS.items()} == expected
     assert data.DATASETS["mnist"].channels == data.DATASETS["fashionmnist"].channels == 1
     assert data.DATASETS["pets"].tv_class is torchvision.datasets.OxfordIIITPet
@@ -220,8 +221,7 @@ def test_mnist_idx_files(tmp_path, name, folder):
     np.testing.assert_array_equal(data.labels_of(train), raw["train"][1])
     x, y = test[2]
     assert x.shape == (3, 224, 224) and y == 2
-    mean = torch.tensor(data.IMAGENET_MEAN)[:, None, None]
-    std = torch.tensor(data.IMAGENET_STD)[:, None, None]
+    mean, std = (torch.tensor(v)[:, None, None] for v in transforms.NORMALIZATION["imagenet"])
     gray = x * std + mean  # the digit repeated to three channels, then ImageNet-normalised
     torch.testing.assert_close(gray[0], gray[1])
     torch.testing.assert_close(gray[0], gray[2])
@@ -337,7 +337,7 @@ def test_bad_name_and_split(tmp_path):
 
 def test_cli_download_on_existing_data(tmp_path, no_md5, capsys, monkeypatch):
     fake_cifar10(tmp_path)
-    assert data.main(["download", "cifar10", "--root", str(tmp_path)]) == 0
+    assert data_cli.main(["download", "cifar10", "--root", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "train: 20 images" in out and "test: 6 images" in out
     monkeypatch.setattr(sys, "argv", ["ncutils.data", "--help"])  # `python -m ncutils.data --help`
@@ -483,7 +483,7 @@ def test_balanced_subset_on_mnist5k_fig11_sizes():
 # --------------------------------------------------------------------------- wrappers and loaders
 def test_transform_dataset_with_paper_preprocessing():
     base = data.mnist5k("test", classes=[1, 2])
-    ds = data.TransformDataset(base, data.build_transform(224, augment=True))
+    ds = data.TransformDataset(base, transforms.preprocess(224, augment=True))
     x, y = ds[0]
     assert x.shape == (3, 224, 224) and y == base[0][1] and len(ds) == len(base)
     assert ds.classes == ["1", "2"]

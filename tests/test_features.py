@@ -1,6 +1,7 @@
 """Layer-wise feature extraction on the paper's architectures (random weights, small inputs)."""
 
 import pytest
+import timm
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -143,3 +144,38 @@ def test_small_cifar_resnet_keeps_module_names():
     out = features.extract_features(m, loader(n=4, size=28, channels=1), layers=[1, 8, "penultimate"],
                                     progress=False)
     assert out["block1"].shape == (4, 8) and out["penultimate"].shape == (4, 64)
+
+
+# --------------------------------------------------------------------------- CLIP's image encoder
+@pytest.fixture(scope="module")
+def clip_small():
+    """CLIP's ViT-B/32 image encoder (timm, pre-norm) with random weights at a 64-px input."""
+    torch.manual_seed(0)
+    return timm.create_model("vit_base_patch32_clip_224", pretrained=False, num_classes=10, img_size=64).eval()
+
+
+def test_clip_structure(clip_small):
+    m = clip_small
+    assert models.is_vit(m) and not isinstance(m.norm_pre, torch.nn.Identity)  # the pre-norm
+    assert len(models.blocks(m)) == 12 and models.feature_dim(m) == 768
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        pre_logits = m.forward_head(m.forward_features(x), pre_logits=True)
+        torch.testing.assert_close(models.without_classifier(m)(x), pre_logits)
+    assert isinstance(m.head, torch.nn.Linear)  # the view left the model alone
+
+
+def test_clip_layers_include_the_pre_norm(clip_small):
+    m = clip_small
+    dl = loader(n=6, size=64)
+    out = features.extract_features(m, dl, layers=[1, 12, "penultimate"], progress=False)
+    x = torch.cat([b[0] for b in dl])
+    with torch.no_grad():
+        tokens = m.norm_pre(m._pos_embed(m.patch_embed(x)))
+        first = m.blocks[0](tokens)
+        last = m.blocks[1:](first)
+    torch.testing.assert_close(out["block1"], first.mean(1))
+    torch.testing.assert_close(out["block12"], last.mean(1))
+    torch.testing.assert_close(out["penultimate"], m.norm(last)[:, 0])
+    nc = features.layerwise_nc(m, dl, layers=[1, "penultimate"], progress=False)
+    assert nc["penultimate"]["nc1"] == pytest.approx(nc1(out["penultimate"], out["labels"]), rel=1e-5)

@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 from torch.utils.data import TensorDataset
 
-from ncutils import features, fewshot, models
+from ncutils import data, features, fewshot, models
 from ncutils.metrics import nc1
 
 SMALL = {
@@ -113,10 +113,10 @@ def _write_fake_cifar100(root, per_class=(3, 2)):
         fine = np.repeat(np.arange(100), n)
         rng.shuffle(fine)
         # pixel value 0 encodes the fine label so images can be traced through the loader
-        data = rng.integers(0, 256, (fine.size, 3072), dtype=np.uint8)
-        data[:, 0] = fine
+        pixels = rng.integers(0, 256, (fine.size, 3072), dtype=np.uint8)
+        pixels[:, 0] = fine
         entry = {"filenames": [f"{i}.png" for i in range(fine.size)], "batch_label": name,
-                 "fine_labels": fine.tolist(), "coarse_labels": (fine // 5).tolist(), "data": data}
+                 "fine_labels": fine.tolist(), "coarse_labels": (fine // 5).tolist(), "data": pixels}
         with open(folder / name, "wb") as f:
             pickle.dump(entry, f)
     meta = {"fine_label_names": list(fewshot.CIFAR100_CLASSES),
@@ -152,10 +152,10 @@ def test_cifar_fs_loader(fake_cifar, split, n):
 
 def test_cifar_fs_root_from_env(fake_cifar, monkeypatch):
     monkeypatch.setenv("NCUTILS_DATA", str(fake_cifar))
-    assert fewshot.data_root() == fake_cifar
+    assert data.data_root() == fake_cifar
     assert len(fewshot.cifar_fs("test")) == 100
     monkeypatch.delenv("NCUTILS_DATA")
-    assert fewshot.data_root().parts[-3:] == (".cache", "ncutils", "data")
+    assert data.data_root().parts[-3:] == (".cache", "ncutils", "data")
 
 
 def test_cifar_fs_missing(tmp_path):

@@ -1,11 +1,13 @@
 """Fine-tuning methods of Section 3.3: parameter accounting, gradients, BatchNorm, cache, resume."""
 
 import pytest
+import timm
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 from torchvision.transforms import v2
 
-from ncutils import finetune, models, published
+from ncutils import data, fewshot, finetune, hub, models, pretrain
+from ncutils.book import published
 
 
 def loader(n=24, size=32, classes=3, batch_size=8, seed=0, shuffle=True, dataset=None):
@@ -45,10 +47,12 @@ def test_vit_b32_default_is_paper_layer_8_at_384px():
 def _small(arch):
     if arch == "vit_b_32":  # the paper's ViT-B/32 architecture at a 64-px input
         return models.vit("vit_b_32", 10, img_size=64), 64
+    if arch == "clip":  # CLIP's image encoder (timm, with a pre-norm) at a 64-px input
+        return timm.create_model("vit_base_patch32_clip_224", pretrained=False, num_classes=10, img_size=64), 64
     return arch, 32
 
 
-@pytest.mark.parametrize("arch", ["resnet18", "resnet34", "resnet50", "vit_b_32"])
+@pytest.mark.parametrize("arch", ["resnet18", "resnet34", "resnet50", "vit_b_32", "clip"])
 @pytest.mark.parametrize("method", finetune.METHODS)
 def test_gradients_reach_exactly_the_intended_parameters(arch, method):
     torch.manual_seed(0)
@@ -69,6 +73,36 @@ def test_gradients_reach_exactly_the_intended_parameters(arch, method):
     assert net.head().weight.grad.abs().sum() > 0
 
 
+@pytest.mark.parametrize("name", ["vit_base_patch32_clip_224", "vit_base_patch32_384"])
+def test_timm_vits_split_into_prefix_and_rest_exactly(name):
+    """CLIP's image encoder (pre-norm) and the paper's ViT-B/32, by their timm names: every method's
+    split forward is the model's own forward, and the accounting counts Layer 8 and the head."""
+    torch.manual_seed(0)
+    model = timm.create_model(name, pretrained=False, num_classes=10, img_size=64).eval()
+    x = torch.randn(2, 3, 64, 64)
+    total = models.count_parameters(model) - 10 * 768 - 10 + 37 * 768 + 37
+    layer8 = models.count_parameters(model.blocks[7])
+    with torch.no_grad():
+        pre_logits = model.forward_head(model.forward_features(x), pre_logits=True)
+        for method in finetune.METHODS:
+            net = finetune.build(model, method, 37, block=8 if method in ("layer", "scl") else None).eval()
+            head = 37 * 768 + 37
+            trained = {"linear": head, "layer": head + layer8, "scl": head + layer8, "full": total}[method]
+            assert finetune.trainable_fraction(net) == pytest.approx(trained / total)
+            if method != "scl":  # SCL adds the skip feature
+                torch.testing.assert_close(net.features(x), pre_logits)
+
+
+def test_clip_encoder_from_the_hub_registry_fine_tunes():
+    model = hub.load_pretrained("clip_vit_b_32", weights=False)  # random weights, 224 px: 50 tokens
+    net = finetune.build(model, "scl", 10, block=8)
+    assert net.is_vit and net.backbone.pos_embed.shape[1] == 50 and net.feature_dim == 768
+    trained = models.count_parameters(model.blocks[7]) + 10 * 768 + 10
+    assert finetune.trainable_fraction(net) == trained / models.count_parameters(net)
+    with torch.no_grad():
+        assert net.eval()(torch.randn(1, 3, 224, 224)).shape == (1, 10)
+
+
 def test_build_leaves_a_given_model_untouched():
     base = models.resnet("resnet18", 7, cifar_stem=True, width=8)
     before = {k: v.clone() for k, v in base.state_dict().items()}
@@ -76,6 +110,30 @@ def test_build_leaves_a_given_model_untouched():
     assert base.fc.out_features == 7 and all(p.requires_grad for p in base.parameters())
     assert net.head().out_features == 3
     assert all(torch.equal(before[k], v) for k, v in base.state_dict().items())
+
+
+def test_build_from_a_pretrained_encoder():
+    """The encoder of a PretrainNet (classifier slot an Identity) fine-tunes like a full network."""
+    torch.manual_seed(0)
+    backbone = models.resnet("resnet18", 5, cifar_stem=True, width=8)
+    encoder = pretrain.PretrainNet.from_backbone(backbone, 5).encoder
+    assert isinstance(encoder.fc, torch.nn.Identity) and models.feature_dim(encoder) == 64
+    net = finetune.build(encoder, "layer", 3, block=2)
+    assert net.head().in_features == 64 and net.head().out_features == 3
+    assert isinstance(encoder.fc, torch.nn.Identity)  # the encoder itself is untouched
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(net.features(x), encoder(x))
+    del encoder.fc.in_features  # an Identity that does not remember: the last block tells the width
+    assert finetune.build(encoder, "linear", 3).head().in_features == 64
+
+
+def test_unsupported_architecture_names_the_supported_ones():
+    for method in ("full", "layer"):
+        with pytest.raises(TypeError, match="torchvision ResNets .* timm Vision Transformers .*got ConvNet4"):
+            finetune.build(fewshot.ConvNet4(5, hidden=4), method, 3, block=2 if method == "layer" else None)
+    with pytest.raises(TypeError, match="torchvision ResNets"):
+        finetune.prepare(models.MLP(8, 3, width=4, depth=2), "layer", 1)
 
 
 def test_scl_skip_is_pooled_zero_padded_and_added():
@@ -166,6 +224,22 @@ def test_augmented_data_refuses_the_cache():
         assert res.epochs_run == 1 and res.cache_seconds == 0
     res = finetune.fit(net, loader(classes=2), epochs=1, progress=False, measure_nc1=False)  # auto: cached
     assert res.cache_seconds > 0
+
+
+@pytest.mark.filterwarnings("ignore:The image decoding:DeprecationWarning")  # v2.JPEG, torchvision 0.29
+@pytest.mark.parametrize("random_step", [v2.GaussianBlur(3, sigma=(0.1, 2.0)), v2.JPEG((50, 100)),
+                                         v2.ElasticTransform(alpha=5.0)])
+def test_random_v2_transforms_without_random_in_their_name_refuse_the_cache(random_step):
+    """The former check looked for "Random"-prefixed names and missed these."""
+    images = TensorDataset((torch.rand(8, 3, 32, 32) * 255).to(torch.uint8), torch.arange(8) % 2)
+    transform = v2.Compose([random_step, v2.ToDtype(torch.float32, scale=True)])
+    augmented = data.TransformDataset(images, transform)
+    net = finetune.build("resnet18", "layer", 2, block=7)
+    with pytest.raises(ValueError, match=f"augmented .*{type(random_step).__name__}"):
+        finetune.fit(net, loader(dataset=augmented), epochs=1, prefix_cache="memory", progress=False)
+    res = finetune.fit(net, loader(dataset=augmented), epochs=1, prefix_cache="auto", progress=False,
+                       measure_nc1=False)
+    assert res.epochs_run == 1 and res.cache_seconds == 0
 
 
 def test_resume_after_interruption_matches_uninterrupted_run(tmp_path):

@@ -1,5 +1,6 @@
 """Pre-training losses, heads, augmentation levels, PGD, the training loop and linear transfer."""
 
+import inspect
 import json
 import math
 
@@ -11,6 +12,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from ncutils import models
 from ncutils import pretrain as P
+from ncutils import transforms as T
 from ncutils.features import extract_features
 from ncutils.metrics import nc1
 
@@ -60,8 +62,8 @@ class Transformed(torch.utils.data.Dataset):
 
 def source_loaders(level=3, n=32, size=8):
     x, y = images(n, size=size)
-    train = Transformed(TensorDataset(x, y), P.augmentation(level, size, MEAN, STD))
-    plain = Transformed(TensorDataset(x, y), P.augmentation(1, size, MEAN, STD))
+    train = Transformed(TensorDataset(x, y), T.augmentation(level, size, MEAN, STD))
+    plain = Transformed(TensorDataset(x, y), T.augmentation(1, size, MEAN, STD))
     return loader(train), loader(plain, 16, shuffle=False)
 
 
@@ -171,33 +173,33 @@ def test_augmentation_levels_are_cumulative():
     names = lambda t: [type(s).__name__ for s in t.transforms]  # noqa: E731
     previous = None
     for level in range(1, 6):
-        steps = P.augmentation_steps(level)
-        assert len(steps) == level and steps == list(P.AUGMENTATION_STEPS[:level])
-        current = names(P.augmentation(level, 8, MEAN, STD))
+        steps = T.augmentation_steps(level)
+        assert len(steps) == level and steps == list(T.AUGMENTATION_STEPS[:level])
+        current = names(T.augmentation(level, 8, MEAN, STD))
         assert current[-2:] == ["Normalize", "ToPureTensor"]  # normalisation is last
         if previous is not None:
             assert current[: len(previous) - 2] == previous[:-2]  # contains the previous level
             assert len(current) == len(previous) + 1
         previous = current
     with pytest.raises(ValueError, match="1-5"):
-        P.augmentation_steps(6)
+        T.augmentation_steps(6)
 
 
 def test_augmentation_outputs():
     x = torch.rand(1, 8, 8)
-    torch.testing.assert_close(P.augmentation(1, 8, MEAN, STD)(x), (x - 0.5) / 0.3)
-    torch.testing.assert_close(P.augmentation(1, 8, None, None, normalize=False)(x), x)
+    torch.testing.assert_close(T.augmentation(1, 8, MEAN, STD)(x), (x - 0.5) / 0.3)
+    torch.testing.assert_close(T.augmentation(1, 8, None, None, normalize=False)(x), x)
     torch.manual_seed(0)
-    rgb = P.augmentation(5, 8, [0.5] * 3, [0.3] * 3)((torch.rand(3, 8, 8) * 255).to(torch.uint8))
+    rgb = T.augmentation(5, 8, [0.5] * 3, [0.3] * 3)((torch.rand(3, 8, 8) * 255).to(torch.uint8))
     assert type(rgb) is torch.Tensor and rgb.shape == (3, 8, 8) and rgb.dtype == torch.float32
-    views = P.TwoViews(P.augmentation(3, 8, MEAN, STD))(x)
+    views = T.TwoViews(T.augmentation(3, 8, MEAN, STD))(x)
     assert views.shape == (2, 1, 8, 8) and not torch.equal(views[0], views[1])
 
 
 def test_batched_augmentation_draws_per_image():
     torch.manual_seed(0)
     x = torch.rand(1, 8, 8).expand(64, 1, 8, 8).clone()  # 64 copies of one image
-    out = P.augmentation(3, 8, MEAN, STD)(x)
+    out = T.augmentation(3, 8, MEAN, STD)(x)
     assert out.shape == (64, 1, 8, 8)
     distinct = {tuple(o.flatten().tolist()) for o in out}
     assert len(distinct) > 20  # each copy got its own crop offset and flip
@@ -206,9 +208,9 @@ def test_batched_augmentation_draws_per_image():
     windows = [((padded[:, i:i + 8, j:j + 8] - 0.5) / 0.3) for i in range(9) for j in range(9)]
     windows += [w.flip(-1) for w in windows]
     assert all(any(torch.allclose(o, w) for w in windows) for o in out)
-    views = P.TwoViews(P.augmentation(2, 8, MEAN, STD))(x[:5])
+    views = T.TwoViews(T.augmentation(2, 8, MEAN, STD))(x[:5])
     assert views.shape == (5, 2, 1, 8, 8)
-    rgb = P.augmentation(5, 8, [0.5] * 3, [0.3] * 3)(torch.rand(6, 3, 8, 8))
+    rgb = T.augmentation(5, 8, [0.5] * 3, [0.3] * 3)(torch.rand(6, 3, 8, 8))
     assert rgb.shape == (6, 3, 8, 8) and type(rgb) is torch.Tensor
 
 
@@ -216,7 +218,7 @@ def test_batch_transform_in_the_training_loop_matches_per_sample_levels():
     x, y = images(n=32)
     loader = DataLoader(TensorDataset(x, y), batch_size=8, shuffle=True, generator=torch.Generator())
     net = P.PretrainNet.from_backbone(tiny_resnet(), 4)
-    hist = P.pretrain(net, loader, epochs=1, batch_transform=P.augmentation(3, 8, MEAN, STD),
+    hist = P.pretrain(net, loader, epochs=1, batch_transform=T.augmentation(3, 8, MEAN, STD),
                       progress=False, device="cpu")
     assert len(hist) == 1 and math.isfinite(hist[0]["loss"])
 
@@ -326,8 +328,8 @@ def test_resumed_run_ends_with_the_same_weights(tmp_path):
 
 def test_supcon_pretraining_with_two_views():
     x, y = images(24)
-    views = Transformed(TensorDataset(x, y), P.TwoViews(P.augmentation(3, 8, MEAN, STD)))
-    plain = Transformed(TensorDataset(x, y), P.augmentation(1, 8, MEAN, STD))
+    views = Transformed(TensorDataset(x, y), T.TwoViews(T.augmentation(3, 8, MEAN, STD)))
+    plain = Transformed(TensorDataset(x, y), T.augmentation(1, 8, MEAN, STD))
     net = P.PretrainNet.from_backbone(tiny_resnet(), None, loss="supcon", head_layers=2, out_dim=16)
     (rec,) = P.pretrain(net, loader(views), loss=P.make_loss("supcon", temperature=0.5), epochs=1,
                         nc_loader=loader(plain, 12, shuffle=False), device="cpu", progress=False)
@@ -338,7 +340,7 @@ def test_supcon_pretraining_with_two_views():
 
 def test_mse_and_adversarial_pretraining_on_pixels():
     x, y = images(24)
-    pixels = Transformed(TensorDataset(x, y), P.augmentation(2, 8, None, None, normalize=False))
+    pixels = Transformed(TensorDataset(x, y), T.augmentation(2, 8, None, None, normalize=False))
     net = P.PretrainNet.from_backbone(tiny_resnet(), 4, mean=MEAN, std=STD)
     (rec,) = P.pretrain(net, loader(pixels), loss="mse", adversarial_eps=P.PAPER_EPSILONS[2], pgd_steps=2,
                         epochs=1, nc_loader=loader(TensorDataset(x, y), 12), device="cpu", progress=False)
@@ -379,7 +381,7 @@ def test_transfer_good_encoder_beats_random_encoder():
 
 def test_transfer_of_a_resnet_encoder():
     x, y = images(24)
-    plain = Transformed(TensorDataset(x, y), P.augmentation(1, 8, MEAN, STD))
+    plain = Transformed(TensorDataset(x, y), T.augmentation(1, 8, MEAN, STD))
     data = loader(plain, 12, shuffle=False)
     encoder = models.without_classifier(tiny_resnet())
     encoder.train()
@@ -388,3 +390,24 @@ def test_transfer_of_a_resnet_encoder():
     assert encoder.training  # mode kept
     feats = extract_features(encoder.eval(), data, progress=False)
     assert res["nc1"] == pytest.approx(nc1(feats["penultimate"], feats["labels"]))
+
+
+def test_amp_is_on_by_default_and_changes_nothing_on_the_cpu():
+    assert inspect.signature(P.pretrain).parameters["amp"].default is True
+    runs = []
+    for amp in (True, False):
+        net = P.PretrainNet.from_backbone(tiny_resnet(), 4)
+        history = P.pretrain(net, source_loaders()[0], epochs=1, amp=amp, device="cpu", progress=False)
+        runs.append((net.state_dict(), without_times(history)))
+    (a, ha), (b, hb) = runs
+    assert ha == hb and all(torch.equal(v, b[k]) for k, v in a.items())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_bfloat16_autocast_on_cuda_keeps_a_float32_loss():
+    x, y = images(16)
+    pixels = Transformed(TensorDataset(x, y), T.TwoViews(T.augmentation(1, 8, None, None, normalize=False)))
+    net = P.PretrainNet.from_backbone(tiny_resnet(), None, loss="supcon", head_layers=1, mean=MEAN, std=STD)
+    (rec,) = P.pretrain(net, loader(pixels), loss="supcon", adversarial_eps=P.PAPER_EPSILONS[0], pgd_steps=1,
+                        epochs=1, device="cuda", progress=False)  # SupCon's matmuls, also inside PGD
+    assert math.isfinite(rec["loss"])

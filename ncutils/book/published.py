@@ -1,4 +1,4 @@
-"""Numbers printed in the paper (and the NCTI paper), transcribed as data in ``ncutils/paper/``.
+"""Numbers printed in the paper (and NCTI reference numbers), transcribed as data in ``ncutils/book/paper/``.
 
 Every table the book compares against comes from here, with its source. Figures of the paper
 print no numbers; the book states their claims in words instead.
@@ -11,12 +11,18 @@ from collections.abc import Iterator
 from functools import cache
 from importlib import resources
 
-__all__ = ["percentage_cells", "table"]
+__all__ = [
+    "ncti_finetune_accuracy",
+    "ncti_scores",
+    "ncti_weighted_tau",
+    "percentage_cells",
+    "table",
+]
 
 
 @cache
 def _load(name: str) -> dict:
-    return json.loads(resources.files("ncutils").joinpath("paper", name).read_text())
+    return json.loads(resources.files("ncutils.book").joinpath("paper", name).read_text(encoding="utf-8"))
 
 
 def table(number: int) -> dict:
@@ -49,3 +55,31 @@ def percentage_cells() -> Iterator[dict]:
                 yield {"table": number, "arch": t["arch"], "dataset": None, "method": method,
                        "block": None if key in ("linear", "full") else int(key),
                        "num_classes": t["num_classes_for_percent"], "printed": printed}
+
+
+def ncti_finetune_accuracy(dataset: str) -> dict[str, float]:
+    """Fine-tuning accuracy (%) of the 11 supervised ImageNet models on ``dataset``.
+
+    The ground truth of the NCTI evaluation (from the SFDA benchmark, Shao et al., ECCV 2022),
+    keyed by torchvision model name; ``dataset`` is one of ``aircraft``, ``caltech101``,
+    ``cars``, ``cifar10``, ``cifar100``, ``dtd``, ``flowers``, ``food``, ``pets``, ``sun397``,
+    ``voc2007``.
+    """
+    datasets = _load("ncti.json")["finetune_accuracy"]["datasets"]
+    key = dataset.lower()
+    if key not in datasets:
+        raise ValueError(
+            f"no published fine-tuning accuracies for {dataset!r}; available: {sorted(datasets)}."
+        )
+    return dict(datasets[key])
+
+
+def ncti_scores() -> dict[str, float]:
+    """NCTI scores of the 11 supervised ImageNet models on CIFAR-10: the write-up's (Chadal and Massé) run
+    of the NCTI authors' code, not numbers printed in the NCTI paper."""
+    return dict(_load("ncti.json")["ncti_cifar10"]["scores"])
+
+
+def ncti_weighted_tau() -> float:
+    """Weighted Kendall tau of NCTI for the supervised models on CIFAR-10 reported by Wang et al. (0.843)."""
+    return float(_load("ncti.json")["weighted_kendall_cifar10"]["value"])

@@ -1,65 +1,20 @@
-"""Transferability estimation: NCTI (Wang et al., ICCV 2023) and the LogME, H-score and NC1 baselines.
-
-A transferability score ranks candidate pre-trained models for a target dataset from the frozen
-penultimate features alone, without fine-tuning any of them; a good score orders the models
-like their accuracies after fine-tuning, measured by the weighted Kendall tau
-(:func:`weighted_kendall`).
-
-NCTI (Neural Collapse informed Transferability Index) measures how far the features of each
-model are from the neural-collapse geometry reached at the end of fine-tuning, with three terms
-computed by :func:`ncti_components` on the features ``H`` (``N x d``) and labels of the target
-training set:
-
-1. the features are reduced to at most 64 dimensions by PCA, and a linear discriminant analysis
-   (LDA) is fitted on them with the shrinkage ``exp(-sum of the 32 largest PCA variances)``;
-   when that underflows (``<= 1e-10``) the LDA is the unshrunk SVD-solver one;
-2. ``S_seli = ||Z - 1 mean(Z)||_*``, the nuclear norm of the centred LDA projections ``Z`` (SELI
-   geometry: a higher rank of the features is closer to the fine-tuned logits);
-3. ``S_ncc = (1/N) sum_i P[i, y_i]``, the mean LDA posterior of the true class (nearest-centre
-   classifier);
-4. ``S_vc = log sum_c ||P_c||_*``, with ``P_c`` the posterior rows of class ``c`` (within-class
-   variability, which collapses during fine-tuning).
-
-:func:`ncti` min-max normalises each term over the candidate models and returns
-``S_seli + S_ncc - S_vc``. :func:`rank_models` runs everything from model names and a dataset.
-
-References
-----------
-Z. Wang, Y. Luo, L. Zheng, Z. Huang, M. Baktashmotlagh. How Far Pre-trained Models Are from Neural
-Collapse on the Target Dataset Informs their Transferability. ICCV 2023.
-K. You, Y. Liu, J. Wang, M. Long. LogME: Practical Assessment of Pre-trained Models for Transfer
-Learning. ICML 2021; K. You et al., Ranking and Tuning Pre-trained Models: A New Paradigm for
-Exploiting Model Hubs. JMLR 2022.
-Y. Bao, Y. Li, S.-L. Huang, L. Zhang, L. Zheng, A. Zamir, L. Guibas. An Information-Theoretic
-Approach to Transferability in Task Transfer Learning. ICIP 2019.
-"""
+"""Transferability scores of one model's features: NCTI (Wang et al. 2023), LogME, H-score, -NC1,
+and the weighted Kendall tau that evaluates a score against fine-tuning accuracies."""
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import re
-from collections.abc import Iterable, Mapping, Sequence
-from functools import cache
-from importlib import resources
-from pathlib import Path
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import timm
 import torch
-import torchvision
 from scipy import stats
 from sklearn.decomposition import PCA
 from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
-from torch import nn
-from torch.utils.data import DataLoader, Dataset
 
-from ncutils import models as _models
-from ncutils.features import PENULTIMATE, extract_features
-from ncutils.metrics import _check_features, _check_labels, nc1
+from ncutils.metrics import check_features, check_labels, nc1
 
 __all__ = [
     "NCTI_TERMS",
@@ -70,10 +25,6 @@ __all__ = [
     "ncti",
     "ncti_components",
     "normalize_components",
-    "published_finetune_accuracy",
-    "published_ncti_scores",
-    "published_ncti_weighted_tau",
-    "rank_models",
     "weighted_kendall",
 ]
 
@@ -94,8 +45,8 @@ _SHRINKAGE_FLOOR = 1e-10  # below this the shrinkage underflows and the SVD-solv
 # --------------------------------------------------------------------------- input handling
 def _prepare(features: Any, labels: Any) -> tuple[np.ndarray, np.ndarray, int]:
     """Validate; return float64 features on the host, class indices ``0..K-1`` and ``K``."""
-    X = _check_features(features)
-    y = _check_labels(labels, X.shape[0], X.device)
+    X = check_features(features)
+    y = check_labels(labels, X.shape[0], X.device)
     Xn = X.to("cpu", torch.float64).numpy()
     classes, idx = np.unique(y.cpu().numpy(), return_inverse=True)
     if classes.size < 2:
@@ -430,256 +381,3 @@ def weighted_kendall(
     return float(stats.weightedtau(x_arr, y_arr).statistic)
 
 
-# --------------------------------------------------------------------------- published numbers
-@cache
-def _published() -> dict[str, Any]:
-    text = resources.files("ncutils").joinpath("paper", "ncti.json").read_text(encoding="utf-8")
-    return json.loads(text)
-
-
-def published_finetune_accuracy(dataset: str) -> dict[str, float]:
-    """Fine-tuning accuracy (%) of the 11 supervised ImageNet models on ``dataset``.
-
-    The ground truth of the NCTI evaluation (from the SFDA benchmark, Shao et al., ECCV 2022),
-    keyed by torchvision model name; ``dataset`` is one of ``aircraft``, ``caltech101``,
-    ``cars``, ``cifar10``, ``cifar100``, ``dtd``, ``flowers``, ``food``, ``pets``, ``sun397``,
-    ``voc2007``.
-    """
-    datasets = _published()["finetune_accuracy"]["datasets"]
-    key = dataset.lower()
-    if key not in datasets:
-        raise ValueError(
-            f"no published fine-tuning accuracies for {dataset!r}; available: {sorted(datasets)}."
-        )
-    return dict(datasets[key])
-
-
-def published_ncti_scores() -> dict[str, float]:
-    """NCTI scores of the 11 supervised ImageNet models on CIFAR-10, obtained with the authors' code."""
-    return dict(_published()["ncti_cifar10"]["scores"])
-
-
-def published_ncti_weighted_tau() -> float:
-    """Weighted Kendall tau of NCTI for the supervised models on CIFAR-10 reported by Wang et al. (0.843)."""
-    return float(_published()["weighted_kendall_cifar10"]["value"])
-
-
-# --------------------------------------------------------------------------- ranking models
-class _TimmPenultimate(nn.Module):
-    """A timm network with its classifier exposed as ``fc``, whose input is the penultimate feature.
-
-    That feature is timm's pre-logits output ``forward_head(..., pre_logits=True)``; the
-    network's own ``forward`` is not used.
-    """
-
-    def __init__(self, net: nn.Module, name: str):
-        super().__init__()
-        head = net.get_classifier()
-        if not isinstance(head, nn.Linear):
-            raise TypeError(
-                f"timm model {name!r} has a {type(head).__name__} classifier, not a single nn.Linear; pass "
-                "it as a (name, module) pair whose classifier is the last nn.Linear (or an `fc` attribute)."
-            )
-        self.net = net
-        self.fc = head
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.net.forward_head(self.net.forward_features(x), pre_logits=True))
-
-
-def _model_name(spec: Any) -> str:
-    if isinstance(spec, str):
-        return spec
-    if isinstance(spec, (tuple, list)) and len(spec) == 2 and isinstance(spec[0], str) \
-            and isinstance(spec[1], nn.Module):
-        return spec[0]
-    raise TypeError(
-        "each model must be a torchvision model name, a 'timm:<name>' string or a (name, nn.Module) pair; "
-        f"got {type(spec).__name__}."
-    )
-
-
-def _build_model(spec: str | tuple[str, nn.Module], pretrained: bool) -> nn.Module:
-    if not isinstance(spec, str):
-        return spec[1]
-    if spec.startswith("timm:"):
-        name = spec[len("timm:"):]
-        net = timm.create_model(name, pretrained=pretrained)
-        return net if _models._is_vit(net) else _TimmPenultimate(net, name)
-    if spec not in torchvision.models.list_models(module=torchvision.models):
-        raise ValueError(
-            f"{spec!r} is not a torchvision classification model; use a name from "
-            "torchvision.models.list_models(module=torchvision.models), "
-            "'timm:<name>' for a timm model, or a (name, nn.Module) pair."
-        )
-    return torchvision.models.get_model(spec, weights="DEFAULT" if pretrained else None)
-
-
-def _loader(dataset: Dataset | DataLoader, batch_size: int) -> Iterable:
-    if isinstance(dataset, DataLoader):
-        return dataset
-    if isinstance(dataset, Dataset):
-        return DataLoader(dataset, batch_size=batch_size, shuffle=False)
-    raise TypeError(
-        f"dataset must be a torch Dataset or DataLoader of (image, label); got {type(dataset).__name__}."
-    )
-
-
-def _cache_path(cache_dir: str | os.PathLike, model: str, dataset_name: str) -> Path:
-    def slug(s: str) -> str:
-        return re.sub(r"[^A-Za-z0-9._-]+", "_", s)
-
-    return Path(cache_dir) / f"{slug(model)}__{slug(dataset_name)}.pt"
-
-
-def _load_cache(path: Path, model: str, dataset_name: str) -> tuple[torch.Tensor, torch.Tensor]:
-    fix = f"delete {path} and call rank_models again to extract the features anew."
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # any unreadable file: truncated, not a torch file, wrong pickle
-        reason = (str(exc).strip().splitlines() or [""])[0][:200]
-        raise ValueError(
-            f"feature cache {path} is corrupt or unreadable ({type(exc).__name__}: {reason}); {fix}"
-        ) from exc
-    ok = (isinstance(blob, dict) and isinstance(blob.get("features"), torch.Tensor)
-          and isinstance(blob.get("labels"), torch.Tensor) and blob["features"].ndim == 2
-          and blob["labels"].ndim == 1 and blob["features"].shape[0] == blob["labels"].shape[0])
-    if not ok:
-        raise ValueError(f"feature cache {path} does not hold (N, d) features and (N,) labels; {fix}")
-    if (blob.get("model"), blob.get("dataset")) != (model, dataset_name):
-        raise ValueError(
-            f"feature cache {path} belongs to model {blob.get('model')!r} on {blob.get('dataset')!r}, not to "
-            f"{model!r} on {dataset_name!r} (their file names coincide); use another cache_dir or {fix}"
-        )
-    return blob["features"], blob["labels"]
-
-
-def _save_cache(path: Path, model: str, dataset_name: str, feats: torch.Tensor, labels: torch.Tensor) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"model": model, "dataset": dataset_name, "features": feats, "labels": labels}, tmp)
-    os.replace(tmp, path)  # never leave a half-written cache behind
-
-
-def _module_device(module: nn.Module) -> torch.device | None:
-    p = next(iter(module.parameters()), None)
-    return None if p is None else p.device
-
-
-def _features_of(spec: str | tuple[str, nn.Module], loader: Iterable, *, dataset_name: str,
-                 cache_dir: str | os.PathLike | None, device: str | torch.device, pretrained: bool,
-                 progress: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Penultimate features and labels of one model, from the cache when there is one."""
-    name = _model_name(spec)
-    path = None if cache_dir is None else _cache_path(cache_dir, name, dataset_name)
-    if path is not None and path.exists():
-        return _load_cache(path, name, dataset_name)
-    model = _build_model(spec, pretrained)
-    home = _module_device(model)
-    try:
-        out = extract_features(model, loader, (PENULTIMATE,), device=device, progress=progress,
-                               desc=f"features {name}")
-    finally:
-        if home is not None and not isinstance(spec, str):
-            model.to(home)  # give a caller's module back on its own device
-    feats, labels = out[PENULTIMATE].float().cpu(), out["labels"].long().cpu()
-    if path is not None:
-        _save_cache(path, name, dataset_name, feats, labels)
-    return feats, labels
-
-
-def _check_scores(scores: Sequence[str]) -> tuple[str, ...]:
-    scores = (scores,) if isinstance(scores, str) else tuple(scores)
-    unknown = [s for s in scores if s not in SCORES]
-    if unknown or not scores:
-        raise ValueError(f"unknown scores {unknown}; choose a non-empty subset of {SCORES}.")
-    return tuple(dict.fromkeys(scores))
-
-
-_BASELINES = {"logme": logme, "hscore": hscore, "nc1": nc1_score}
-
-
-def rank_models(
-    models: Sequence[str | tuple[str, nn.Module]],
-    dataset: Dataset | DataLoader,
-    *,
-    dataset_name: str,
-    scores: Sequence[str] = SCORES,
-    batch_size: int = 64,
-    cache_dir: str | os.PathLike | None = None,
-    device: str | torch.device = "auto",
-    pretrained: bool = True,
-    progress: bool = True,
-) -> pd.DataFrame:
-    """Score candidate pre-trained models on a target dataset and rank them by NCTI.
-
-    Parameters
-    ----------
-    models : sequence
-        Candidates, each a torchvision model name (``"resnet50"``, built by
-        ``torchvision.models.get_model``), a ``"timm:<name>"`` string (``timm.create_model``), or a
-        ``(name, nn.Module)`` pair such as a network trained earlier. Names must be unique.
-    dataset : torch Dataset or DataLoader
-        ``(image, label)`` pairs, already transformed for the models (the target training set).
-    dataset_name : str
-        Names the dataset in the feature cache.
-    scores : sequence of {"ncti", "logme", "hscore", "nc1"}
-        Scores to compute; ``"nc1"`` is :func:`nc1_score`, i.e. ``-NC1``.
-    batch_size : int
-        Batch size of the DataLoader built when ``dataset`` is a Dataset.
-    cache_dir : path, optional
-        Directory for one ``.pt`` file of penultimate features per (model, dataset_name); an
-        existing file is used instead of running (or even building) the model.
-    device : str or torch.device
-        Where the models run; ``"auto"`` picks CUDA when available.
-    pretrained : bool
-        Load the default pretrained weights of torchvision and timm models (needs the weights
-        in the local cache or network access).
-    progress : bool
-        Show a progress bar per model.
-
-    Returns
-    -------
-    pandas.DataFrame
-        One row per model (index ``model``) and one column per requested score, higher being
-        better for each, plus the raw NCTI terms ``seli``, ``ncc``, ``vc`` when NCTI is requested;
-        sorted by NCTI (else by the first requested score), best first. The ``nc1`` column holds
-        ``-NC1``.
-    """
-    scores = _check_scores(scores)
-    models = list(models)
-    names = [_model_name(spec) for spec in models]
-    if len(set(names)) != len(names):
-        dup = sorted({n for n in names if names.count(n) > 1})
-        raise ValueError(f"model names must be unique; {dup} appear more than once.")
-    if "ncti" in scores and len(names) < 2:
-        raise ValueError(
-            "NCTI compares candidate models and needs at least 2; pass more models or drop 'ncti'."
-        )
-    loader = _loader(dataset, batch_size)
-    rows: dict[str, dict[str, float]] = {}
-    components: dict[str, tuple[float, float, float]] = {}
-    n_samples: dict[str, int] = {}
-    for spec, name in zip(models, names):
-        feats, labels = _features_of(spec, loader, dataset_name=dataset_name, cache_dir=cache_dir,
-                                     device=device, pretrained=pretrained, progress=progress)
-        n_samples[name] = feats.shape[0]
-        if "ncti" in scores:
-            components[name] = ncti_components(feats, labels)
-        rows[name] = {s: _BASELINES[s](feats, labels) for s in scores if s in _BASELINES}
-    if len(set(n_samples.values())) > 1:
-        raise ValueError(
-            f"the models saw different numbers of samples {n_samples}; a cached file is probably from "
-            "another version of the dataset: delete the stale files in cache_dir or use a new dataset_name."
-        )
-    table = pd.DataFrame(index=pd.Index(names, name="model"))
-    if "ncti" in scores:
-        table["ncti"] = pd.Series(ncti(components))
-    for s in scores:
-        if s in _BASELINES:
-            table[s] = pd.Series({m: r[s] for m, r in rows.items()})
-    if "ncti" in scores:
-        for i, term in enumerate(NCTI_TERMS):
-            table[term] = pd.Series({m: c[i] for m, c in components.items()})
-    table = table[list(scores) + (list(NCTI_TERMS) if "ncti" in scores else [])]
-    return table.sort_values("ncti" if "ncti" in scores else scores[0], ascending=False, kind="stable")

@@ -1,0 +1,219 @@
+"""What a chapter notebook holds: its parameters, its grid of units, and the record of what it used.
+
+A notebook opens its chapter with ``ch = Chapter(5, globals())`` after its ``parameters`` cell.
+``ch["table3"]`` is ``{label: result}`` for the units of that group of the chapter's grid
+(:mod:`ncutils.book.grids`): each result is read from the store or, when missing, computed here and
+stored. Every unit the chapter reads, with its configuration and result, and every value the
+notebook records with :meth:`Chapter.put` (composed tables, verdicts) are written, as they come, to
+the chapter's JSON file beside the executed notebook.
+
+Parameters the notebooks share (the plumbing, set by the runner):
+
+``profile``          smoke | cpu | paper (:mod:`ncutils.book.profiles`)
+``results_path``     the chapter's JSON file (``None``: keep it in memory)
+``store_dir``        the unit store (:class:`ncutils.book.store.Store`)
+``reuse_results``    ``False`` recomputes every unit finished before this run started
+``compute_missing``  ``False`` fails on a unit that is not stored (after a fan-out run)
+``dry_run``          the paper-shaped dry run: synthetic stand-ins, random weights (:mod:`ncutils.book.dryrun`)
+``device``, ``data_root``, ``progress``, ``seed``
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ncutils.book import grids
+from ncutils.book.compute import Context
+from ncutils.book.store import Store, atomic_write, to_jsonable
+from ncutils.book.units import Unit, canonical
+
+__all__ = ["FRESH_ENV", "PLUMBING", "Chapter", "parameters"]
+
+#: The runner's ``--fresh`` sets this to the run's start time: every chapter of the run recomputes what
+#: was finished before it, and reuses what an earlier chapter of the same run recomputed.
+FRESH_ENV = "NCUTILS_FRESH_SINCE"
+
+#: Parameters that say where and how a chapter runs, not what it computes.
+PLUMBING = ("profile", "results_path", "store_dir", "reuse_results", "compute_missing", "dry_run", "device",
+            "data_root", "progress")
+
+
+def _assignments(source: str) -> dict[str, Any]:
+    """``{name: value}`` of the literal assignments in a cell's source (others are skipped)."""
+    out = {}
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return out
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            try:
+                out[node.targets[0].id] = ast.literal_eval(node.value)
+            except ValueError:
+                continue
+    return out
+
+
+def overridden(namespace: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """``{name: (value in this run, notebook default)}`` for the parameters papermill changed.
+
+    Read from the kernel's input history: papermill's injected cell (it starts with ``# Parameters``)
+    follows the notebook's own parameters cell. Empty when the notebook runs with its defaults.
+    """
+    history = list(namespace.get("In") or [])
+    for i in range(len(history) - 1, 0, -1):
+        if history[i].lstrip().startswith("# Parameters"):
+            injected, defaults = _assignments(history[i]), _assignments(history[i - 1])
+            return {k: (v, defaults.get(k)) for k, v in injected.items() if defaults.get(k) != v}
+    return {}
+
+
+def parameters(namespace: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON-able public variables of a notebook namespace (its parameters and little else)."""
+    out = {}
+    for k, v in namespace.items():
+        if k.startswith("_") or k in ("In", "Out", "exit", "quit", "get_ipython"):
+            continue
+        try:
+            out[k] = canonical(v)
+        except TypeError:
+            continue
+    return out
+
+
+class Chapter:
+    """One chapter's grid, execution context and results record (see the module docstring)."""
+
+    def __init__(self, number: int, namespace: Mapping[str, Any]):
+        p = parameters(namespace)
+        missing = [k for k in ("profile", "seed", "store_dir") if k not in p]
+        if missing:
+            raise ValueError(f"chapter {number} needs the parameters {missing}; define them in the parameters cell.")
+        self.number, self.params = number, p
+        self.overrides = {k: v for k, v in overridden(namespace).items() if k not in PLUMBING}
+        self.profile = grids.profile_of(p)
+        self.grid = grids.grid(number, p)
+        fresh = None
+        if not p.get("reuse_results", True):
+            fresh = float(os.environ.get(FRESH_ENV, time.time()))
+        self.ctx = Context(Store(p["store_dir"], fresh_since=fresh), device=p.get("device", "auto"),
+                           data_root=p.get("data_root"), progress=bool(p.get("progress", False)),
+                           compute_missing=bool(p.get("compute_missing", True)))
+        self.path = Path(p["results_path"]) if p.get("results_path") else None
+        self._record: dict[str, Any] = {
+            "meta": {"chapter": number, "profile": p["profile"],
+                     "parameters": {k: v for k, v in p.items() if k not in PLUMBING or k == "profile"}},
+            "units": {}, "groups": {}, "results": {}}
+        self._save()
+
+    # ---- units
+    def result(self, u: Unit) -> Any:
+        """The result of unit ``u`` (stored, or computed now), recorded in the chapter's JSON."""
+        out = self.ctx.result(u)
+        if u.key not in self._record["units"]:
+            self._record["units"][u.key] = {"kind": u.kind, "config": canonical(u.config), "result": out}
+            self._save()
+        return out
+
+    def __getitem__(self, group: str) -> dict[Any, Any]:
+        """``{label: result}`` for every unit of ``group`` of the chapter's grid."""
+        if group not in self.grid:
+            raise KeyError(f"chapter {self.number} has no group {group!r}; groups: {sorted(self.grid)}.")
+        units = self.grid[group]
+        self._record["groups"][group] = {_label(k): u.key for k, u in units.items()}
+        return {k: self.result(u) for k, u in units.items()}
+
+    def get(self, group: str, label: Any) -> Any:
+        """The result of one unit of ``group``, the one labelled ``label``."""
+        units = self.grid.get(group, {})
+        if label not in units:
+            raise KeyError(f"chapter {self.number} has no unit {label!r} in group {group!r}.")
+        return self.result(units[label])
+
+    def units(self, group: str) -> dict[Any, Unit]:
+        """The units of ``group`` without computing them."""
+        return dict(self.grid[group])
+
+    # ---- composed values
+    def put(self, name: str, value: Any) -> Any:
+        """Record a value the notebook composed (a table, a statistic, a verdict) in the chapter's JSON."""
+        self._record["results"][name] = to_jsonable(value)
+        self._save()
+        return value
+
+    def verdict(self, v):
+        """Record verdict ``v`` (:class:`ncutils.book.verdicts.Verdict`) for the claims page and return it to
+        display."""
+        self._record["results"].setdefault("verdicts", [])
+        self._record["results"]["verdicts"] = [d for d in self._record["results"]["verdicts"]
+                                               if d["claim"]["key"] != v.claim.key] + [v.to_dict()]
+        self._save()
+        return v
+
+    def claim(self, key: str):
+        """Claim ``key`` of :mod:`ncutils.book.claims` with its rule, shown before the numbers that test it."""
+        from ncutils.book.claims import CLAIMS
+
+        return CLAIMS[key].show()
+
+    def source_models(self, groups: list[str] | None = None) -> list[dict]:
+        """Every source model (``pretrain`` unit) the chapter's ``groups`` (default: all) use, directly or
+        through another unit, with its setting, source NC1 and ``train_accuracy`` (the terminal-phase check),
+        recorded in the chapter's JSON under ``results["source_models"]``."""
+        from ncutils.book.units import closure
+
+        wanted = [u for g, units in self.grid.items() if groups is None or g in groups for u in units.values()]
+        rows = []
+        for u in closure(wanted):
+            if u.kind != "pretrain":
+                continue
+            c, r = u.config, self.result(u)
+            net = c["network"]
+            rows.append({"network": net.get("arch", "?") + (f"-w{net['width']}" if "width" in net else ""),
+                         "data": c["data"]["source"], "classes": c["num_classes"], "loss": c["loss"],
+                         "head layers": c["head_layers"], "level": c["level"],
+                         "adv. ε (/255)": None if c["adv_eps"] is None else round(c["adv_eps"] * 255, 3),
+                         "epochs": c["epochs"], "lr": c["lr"], "seed": c["seed"],
+                         "source NC1": r["source_nc1"], "train_accuracy": r["train_accuracy"], "key": u.key})
+        return self.put("source_models", rows)
+
+    def regime(self, accuracies: list[float], what: str = "source models") -> tuple[bool, str]:
+        """``(met, evidence)`` of the terminal-phase precondition over the training ``accuracies`` (in %)."""
+        from ncutils.book.claims import TERMINAL
+
+        low = [a for a in accuracies if a is None or a < TERMINAL]
+        shown = min((a for a in accuracies if a is not None), default=float("nan"))
+        if low:
+            return False, (f"{len(low)} of {len(accuracies)} {what} below {TERMINAL:g}% training accuracy "
+                           f"(lowest {shown:.1f}%).")
+        return True, f"all {len(accuracies)} {what} at {TERMINAL:g}% training accuracy or more (lowest {shown:.1f}%)."
+
+    def to_dict(self) -> dict:
+        return json.loads(json.dumps(self._record))
+
+    def _save(self) -> None:
+        if self.path is not None:
+            atomic_write(self.path, json.dumps(self._record, indent=1))
+
+    # ---- text
+    def title(self, name: str) -> str:
+        """The human-readable name of dataset ``name`` in this profile."""
+        return self.profile.title(name)
+
+    def note(self, details: str = ""):
+        """The note opening the chapter: the scale it was computed at, the parameters this run changed from the
+        notebook's defaults, and a dry run's warning."""
+        from ncutils.book.plotting import scale_note
+
+        return scale_note(self.profile, details, dry_run=bool(self.params.get("dry_run")),
+                          overrides=self.overrides)
+
+
+def _label(k: Any) -> str:
+    return " / ".join(map(str, k)) if isinstance(k, tuple) else str(k)

@@ -1,0 +1,157 @@
+"""Every claim the book tests, stated once, before any number: the paper's words in its own qualification,
+where it says so, what it printed, the regime the claim is about, and the rule that decides it.
+
+Chapters show a claim (``CLAIMS[key].show()``) before the experiment that tests it and, after it, apply
+the rule with :func:`ncutils.book.verdicts.judge`; the claims page lists them all with their verdicts.
+Rules use 95% intervals (:mod:`ncutils.stats`): seed replicates where units are cheap, bootstrap or
+binomial intervals over test samples, episodes or models otherwise. A correlation over fewer than five
+points is described in the text but never decides a verdict alone.
+"""
+
+from __future__ import annotations
+
+from ncutils.book.verdicts import Claim
+
+__all__ = ["CLAIMS", "TERMINAL", "by_chapter"]
+
+#: The terminal phase of training, the regime of the claims about pre-trained (source) models.
+TERMINAL = 99.0
+
+_TERMINAL_REGIME = (f"networks trained to the terminal phase: at least {TERMINAL:g}% accuracy on the un-augmented "
+                    "source training data (the paper trains for 200 epochs to about 100%)")
+
+_CLAIMS = [
+    # ---------------------------------------------------------------- Chapter 1
+    Claim("nc1_metric", "NC1 (Eq. 4) measures within-class variability relative to the separation of the class "
+          "means: it is 0 when every feature equals its class mean and grows with the within-class spread.",
+          "Section 2.3, Eq. 4", "a definition (no number)",
+          "Supported when NC1 of collapsed features is below 1e-12 and, for isotropic noise of standard deviation "
+          "σ ≤ 0.3 around simplex-ETF class means, the measured NC1 lies within a factor 0.8–1.25 of its "
+          "closed-form population value (the interval is the range of that ratio over the noise levels); not "
+          "supported otherwise.", chapter=1),
+    Claim("surrogates", "CDNV and the numerical rank are inexpensive surrogates of NC1: they order feature sets "
+          "by collapse as NC1 does.", "Appendix A", "no number (a motivation for the surrogates)",
+          "For each surrogate, Kendall's τ with NC1 over a population of random feature sets, with a bootstrap "
+          "interval over the feature sets. Supported when both intervals lie above 0; not supported when one "
+          "lies below 0.", chapter=1),
+    # ---------------------------------------------------------------- Chapter 2
+    Claim("progressive", "Layer-wise progressive collapse is a common occurrence across training losses, "
+          "network architectures and datasets: NC1 decreases from shallow to deep layers.",
+          "Section 2.4, Fig. 2", "Fig. 2: NC1 falls layer after layer for MLPs on MNIST/FashionMNIST and ResNet18 "
+          "on Cifar-10/100, with CE, MSE and SupCon",
+          "For every network in the regime, the per-layer factor of NC1 (exp of the least-squares slope of log NC1 "
+          "against depth). Statistic: the fraction of networks whose factor is below 1, with a Wilson interval. "
+          "Supported when the interval lies above 1/2 (most networks: a common occurrence); not supported when it "
+          "lies below 1/2.", regime=_TERMINAL_REGIME, chapter=2),
+    # ---------------------------------------------------------------- Chapter 3
+    Claim("table1", "Less collapsed features on the source data transfer better, to a certain extent: across "
+          "pre-training losses and projection heads, larger source NC1 goes with higher transfer accuracy.",
+          "Section 3.1, Table 1", "source NC1 / transfer accuracy on Cifar-10: MSE 0.001 / 53.96, CE 0.771 / 71.20, "
+          "SupCon + linear head 0.792 / 69.89, SupCon + MLP head 2.991 / 79.51",
+          "Two tests over the seed replicates of the four settings: (1) Spearman's correlation between source NC1 "
+          "and transfer accuracy over all models, with a bootstrap interval that resamples whole seeds, above 0; "
+          "(2) the paired difference in transfer accuracy between the least collapsed setting (SupCon + MLP head) "
+          "and the most collapsed one (MSE), with a t interval over seeds, above 0. Supported when both are; not "
+          "supported when either interval lies below 0.", regime=_TERMINAL_REGIME, chapter=3),
+    Claim("fig3_heads", "Projection layers in pre-training increase feature diversity for better transferability: "
+          "with a projection head, the encoder's source features are less collapsed and transfer better.",
+          "Section 3.1, Fig. 3", "Fig. 3: for MSE, CE and SupCon, encoders trained with one to three projection "
+          "layers have larger source NC1 and higher transfer accuracy than without a head",
+          "For every head depth h ≥ 1 trained, two paired differences over seeds against the same loss without a "
+          "head: source NC1 (h) − NC1 (none) above 0 and transfer accuracy (h) − (none) above 0 (t intervals). "
+          "Supported when most tests come out as predicted and none against; not supported when most come out "
+          "against.", regime=_TERMINAL_REGIME, chapter=3),
+    Claim("fig4_threshold", "The positive relation between source NC1 and transfer accuracy holds only up to a "
+          "certain threshold: beyond it, more diverse features (stronger augmentation or adversarial training) "
+          "transfer worse.", "Section 3.1, Fig. 4", "Fig. 4: transfer accuracy on Cifar-10 first rises with source "
+          "NC1, then falls for the most diverse models",
+          "Among the Fig. 4 models in the terminal phase, ordered by source NC1, the best-transferring model must "
+          "be an interior one: its accuracy minus that of the least collapsed model (largest NC1) above 0, and "
+          "minus that of the most collapsed model above 0, each with an interval that adds the test-sample "
+          "(binomial) error and the seed spread of Table 1's CE models. Needs at least three models in the "
+          "regime spanning the NC1 range; otherwise inconclusive.", regime=_TERMINAL_REGIME, chapter=3),
+    Claim("random_features", "Randomly initialised networks have large NC1 but poor between-class discrimination, "
+          "so random features transfer poorly.", "Section 3.1, after Fig. 4", "no number (an argument)",
+          "The randomly initialised encoder against the cross-entropy source model of the same architecture "
+          "(seed replicates): its downstream NC1 above the trained one's (interval of the ratio's log above 0), "
+          "and its transfer accuracy below (difference with the test-sample error and the seed spread). Supported "
+          "when both come out as predicted; not supported when either comes out against.", chapter=3),
+    # ---------------------------------------------------------------- Chapter 4
+    Claim("fig5_downstream", "Pre-trained models with more collapsed last-layer features on the downstream data "
+          "exhibit better transferability.", "Section 3.2, Figs. 5 and 6",
+          "Figs. 5-6: across models pre-trained on Cifar-100 (Fig. 5) and across public ImageNet models (Fig. 6), "
+          "NC1 on the downstream training data falls as transfer accuracy rises",
+          "For each downstream set: Spearman's correlation between downstream NC1 and transfer accuracy over all "
+          "the pre-trained models probed on it (at least five), with a bootstrap interval over models, below 0. "
+          "Supported when every set's interval is below 0; not supported when any lies above 0.", chapter=4),
+    Claim("table2_fewshot", "For few-shot learning, backbones whose features are more collapsed on the meta-test "
+          "data reach higher few-shot accuracy.", "Section 3.2, Table 2",
+          "Table 2: on CIFAR-FS and miniImageNet, the order of 1-shot and 5-shot accuracy of four backbones follows "
+          "the order of their NC1 on the meta-test classes",
+          "For every benchmark and number of shots, the backbones ordered by meta-test NC1: for each neighbouring "
+          "pair, accuracy (more collapsed) − accuracy (less collapsed) with an interval from the episodes' "
+          "standard errors, above 0. Supported when most pairs come out as predicted and none against; not "
+          "supported when most come out against. With fewer than five backbones the correlation is shown, "
+          "not used.", regime=_TERMINAL_REGIME, chapter=4),
+    Claim("fig9_layers", "Within one pre-trained model, layers whose output features are more collapsed on the "
+          "downstream data give better linear transfer.", "Section 3.2, Fig. 9",
+          "Fig. 9: NC1 of each block's features on Cifar-10 falls and the layer's linear-probe accuracy rises "
+          "towards the output (ResNet34, ViT-B/32)",
+          "For each network: Spearman's correlation between a layer's downstream NC1 and its probe accuracy over "
+          "its layers (at least five), with a bootstrap interval over layers, below 0. Supported when every "
+          "network's interval is below 0; not supported when any lies above 0.", chapter=4),
+    # ---------------------------------------------------------------- Chapter 5
+    Claim("fig10_depth", "Fine-tuning a layer closer to the output usually leads to more collapsed penultimate "
+          "features and better transfer accuracy.", "Section 3.3, Fig. 10; Tables 5-7",
+          "Fig. 10 and Tables 5-7: accuracy mostly rises and NC1 mostly falls with the fine-tuned block's depth",
+          "Over every (network, dataset, method) and every pair of fine-tuned blocks, the deeper block coming out "
+          "with both lower penultimate NC1 and higher test accuracy. Statistic: the fraction of such pairs, with a "
+          "Wilson interval. Supported when it lies above 1/2 (usually); not supported when it lies below 1/2.",
+          chapter=5),
+    Claim("table3_layer", "Fine-tuning one intermediate layer (Layer FT) gives substantial gains over linear "
+          "probing on a variety of datasets.", "Section 3.3, Table 3",
+          "Table 3: Layer FT beats linear probing on every dataset and network, by 2 to 40 points",
+          "For every (network, dataset): accuracy (Layer FT) − accuracy (linear probe) with a binomial interval over "
+          "test samples, above 0. Supported when most cells come out as predicted and none against; not supported "
+          "when most come out against.", chapter=5),
+    Claim("table3_scl", "SCL FT outperforms Layer FT and achieves comparable or better results than full "
+          "fine-tuning on various datasets.", "Section 3.3, Table 3",
+          "Table 3: SCL FT ≥ Layer FT in most cells; within about a point of full FT or above it on Cifar-10, DTD "
+          "and Pets, 4-10 points below it on Cifar-100 and FGVC-Aircraft",
+          "For every (network, dataset), two tests with binomial intervals over test samples: SCL FT − Layer FT "
+          "above 0, and SCL FT − full FT above −3 points (comparable or better). As the paper qualifies the claim "
+          "('on various datasets', and its own Table 3 has exceptions), supported when more than half of the "
+          "tests come out as predicted, whatever the rest; not supported when more than half come out against.",
+          chapter=5),
+    Claim("parameters", "Layer FT and SCL FT fine-tune at least 70% fewer parameters than full fine-tuning "
+          "(arXiv text; the TMLR version says at least 90%).", "Abstract; Section 3.3; Table 3",
+          "Table 3: 6-8% of the parameters for the middle blocks (Block 5 of ResNet18, Block 8 of ResNet50, "
+          "Layer 8 of ViT-B/32)",
+          "Counted exactly (no uncertainty): the largest fraction of parameters that Layer FT or SCL FT trains at "
+          "the book's chosen block, over the networks of Table 3, below 30% (and below 10% for the TMLR wording).",
+          chapter=5),
+    Claim("fig11_scarce", "With scarce downstream data, Layer FT and SCL FT alleviate the overfitting of full "
+          "fine-tuning: they match or beat it when there are few samples per class.", "Section 3.3, Fig. 11",
+          "Fig. 11: on Cifar-10 subsets, SCL FT and Layer FT beat full FT at the smallest sizes",
+          "At each of the two smallest sizes: accuracy (SCL FT) − accuracy (full FT), binomial interval over test "
+          "samples, above −1 point (matches or beats). Supported when both come out as predicted; not supported "
+          "when either comes out against.", regime="full fine-tuning overfits at those sizes: at least 99% "
+          "training accuracy with test accuracy at least 10 points lower", chapter=5),
+    # ---------------------------------------------------------------- Chapter 6 (NCTI)
+    Claim("ncti_rank", "NCTI ranks pre-trained models by their transferability: its ranking correlates with the "
+          "ground-truth ranking of transfer accuracy.", "NCTI (Wang et al., ICCV 2023); the write-up's re-run of "
+          "the authors' code", "weighted Kendall τ 0.843 for 11 supervised ImageNet models on Cifar-10 (the "
+          "write-up's re-run of the authors' code, which matched the NCTI paper)",
+          "For every target set: the weighted Kendall τ between NCTI and the models' transfer accuracy, with a "
+          "bootstrap interval over candidate models, above 0. Supported when most targets come out as predicted "
+          "and none against; not supported when most come out against.", chapter=6),
+]
+
+CLAIMS: dict[str, Claim] = {c.key: c for c in _CLAIMS}
+if len(CLAIMS) != len(_CLAIMS):
+    raise RuntimeError("claim keys must be unique.")
+
+
+def by_chapter(number: int) -> list[Claim]:
+    """The claims chapter ``number`` tests, in the order it tests them."""
+    return [c for c in _CLAIMS if c.chapter == number]

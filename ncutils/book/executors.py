@@ -1,0 +1,216 @@
+"""Computing a plan's units with submitit: on a Slurm cluster, or in parallel processes on one machine.
+
+:func:`fan_out` submits the units that are not stored yet, in **dependency waves** (a unit is
+submitted once every unit it needs is stored), one submitit job per unit (a job array per wave on
+Slurm). Each job computes its unit into the shared store (:class:`ncutils.book.store.Store`, safe
+for concurrent writers) and nothing else. A rerun skips what is stored and resubmits only what is
+missing or failed; a failed unit is reported with the path of its log, and the units that need it
+are skipped (reported too).
+
+``--executor local --workers N`` uses submitit's local executor: at most ``N`` units at a time,
+each pinned to its own GPU on a multi-GPU machine (``CUDA_VISIBLE_DEVICES``), or with
+``cores / N`` threads each on a CPU. ``--executor slurm`` takes the partition, GPUs per unit, time
+limit, CPUs, memory and any extra ``#SBATCH`` options from the command line or a YAML file
+(``--slurm-config``, keys as the long options without ``--slurm-``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ncutils.book.compute import Context, compute
+from ncutils.book.store import Store
+from ncutils.book.units import Unit
+
+__all__ = ["add_slurm_arguments", "fan_out", "run_unit_job", "slurm_parameters", "waves"]
+
+SLURM_KEYS = ("partition", "gpus", "time", "cpus", "mem_gb", "array_parallelism", "setup", "options")
+
+
+def add_slurm_arguments(group: argparse._ArgumentGroup) -> None:
+    group.add_argument("--slurm-config", metavar="FILE", help="YAML file with any of: " + ", ".join(SLURM_KEYS))
+    group.add_argument("--slurm-partition", help="Slurm partition")
+    group.add_argument("--slurm-gpus", type=int, help="GPUs per unit (default 1)")
+    group.add_argument("--slurm-time", type=int, metavar="MIN", help="time limit per unit in minutes (default 720)")
+    group.add_argument("--slurm-cpus", type=int, help="CPUs per unit (default 8: loader workers)")
+    group.add_argument("--slurm-mem-gb", type=int, help="memory per unit in GB (default 64)")
+    group.add_argument("--slurm-array-parallelism", type=int, help="units of one wave running at once (default 32)")
+    group.add_argument("--slurm-setup", action="append", metavar="CMD",
+                       help="shell line run before each unit, e.g. 'module load cuda' (repeatable)")
+    group.add_argument("--slurm-option", action="append", metavar="KEY=VALUE", dest="slurm_options",
+                       help="extra #SBATCH option, e.g. account=mylab or qos=high (repeatable)")
+
+
+def slurm_parameters(args: argparse.Namespace) -> dict[str, Any]:
+    """submitit's Slurm parameters from ``--slurm-config`` and the ``--slurm-*`` options (options win)."""
+    cfg: dict[str, Any] = {}
+    if getattr(args, "slurm_config", None):
+        cfg = yaml.safe_load(Path(args.slurm_config).read_text()) or {}
+        unknown = set(cfg) - set(SLURM_KEYS)
+        if unknown:
+            raise SystemExit(f"{args.slurm_config}: unknown keys {sorted(unknown)}; use {', '.join(SLURM_KEYS)}.")
+    for key in SLURM_KEYS:
+        value = getattr(args, f"slurm_{key}", None)
+        if value is not None:
+            cfg[key] = value
+    options = cfg.get("options") or {}
+    if isinstance(options, list):  # KEY=VALUE strings from the command line
+        bad = [o for o in options if "=" not in o]
+        if bad:
+            raise SystemExit(f"--slurm-option takes KEY=VALUE; got {bad}.")
+        options = dict(o.split("=", 1) for o in options)
+    params = {"timeout_min": int(cfg.get("time", 720)), "gpus_per_node": int(cfg.get("gpus", 1)),
+              "cpus_per_task": int(cfg.get("cpus", 8)), "mem_gb": int(cfg.get("mem_gb", 64)),
+              "slurm_array_parallelism": int(cfg.get("array_parallelism", 32)), "name": "ncbook",
+              "slurm_additional_parameters": dict(options), "slurm_setup": list(cfg.get("setup") or [])}
+    if cfg.get("partition"):
+        params["slurm_partition"] = cfg["partition"]
+    return params
+
+
+def waves(units: Sequence[Unit]) -> list[list[Unit]]:
+    """``units`` grouped by depth: wave ``k`` holds the units whose longest chain of dependencies is ``k``."""
+    depth: dict[Unit, int] = {}
+
+    def d(u: Unit) -> int:
+        if u not in depth:
+            depth[u] = 1 + max((d(x) for x in u.deps), default=-1)
+        return depth[u]
+
+    out: dict[int, list[Unit]] = {}
+    for u in units:
+        out.setdefault(d(u), []).append(u)
+    return [out[k] for k in sorted(out)]
+
+
+def run_unit_job(u: Unit, key: str, store_root: str, fresh_since: float | None, data_root: str | None,
+                 threads: int | None) -> str:
+    """The body of one submitit job: compute unit ``u`` into the store (its dependencies are stored)."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    if u.key != key:
+        raise RuntimeError(f"this worker computes key {u.key} for the unit submitted as {key}: it runs different "
+                           "code or library versions than the submitting process. Use the same environment.")
+    ctx = Context(Store(store_root, fresh_since=fresh_since), data_root=data_root, log=print)
+    compute(u, ctx)
+    return u.key
+
+
+def _executors(kind: str, log_dir: Path, args: argparse.Namespace):
+    """The submitit executors to spread units over: one per local worker slot, or one Slurm executor."""
+    import submitit
+
+    if kind == "slurm":
+        ex = submitit.AutoExecutor(folder=str(log_dir / "%j"), cluster="slurm")
+        params = slurm_parameters(args)
+        ex.update_parameters(**params)
+        return [ex], None
+    import torch
+
+    gpus = torch.cuda.device_count()
+    workers = args.workers or (gpus if gpus else 2)
+    threads = None if gpus else max(1, (os.cpu_count() or 1) // workers)
+    out = []
+    for i in range(workers):
+        ex = submitit.LocalExecutor(folder=str(log_dir / "%j"))
+        ex.update_parameters(timeout_min=24 * 60, gpus_per_node=1 if gpus else 0,
+                             visible_gpus=(i % gpus,) if gpus else ())
+        out.append(ex)
+    return out, threads
+
+
+def fan_out(units: Sequence[Unit], args: argparse.Namespace, *, store_dir: Path, log_dir: Path,
+            fresh_since: float | None = None, poll_s: float = 2.0) -> bool:
+    """Compute the missing ``units`` with submitit (see the module docstring); True if none failed."""
+    from tqdm.auto import tqdm
+
+    store = Store(store_dir, fresh_since=fresh_since)
+    executors, threads = _executors(args.executor, log_dir, args)
+    data_root = os.environ.get("NCUTILS_DATA")
+    failed: dict[Unit, str] = {}
+    plan = waves(units)
+    todo = sum(u not in store for u in units)
+    print(f"fan-out ({args.executor}): {len(units)} units in {len(plan)} waves, {todo} to compute "
+          f"(store: {store_dir})")
+    for i, wave in enumerate(plan, 1):
+        blocked = [u for u in wave if any(d in failed for d in u.deps)]
+        for u in blocked:
+            failed[u] = f"skipped: needs {next(d.key for d in u.deps if d in failed)}, which failed"
+        missing = [u for u in wave if u not in blocked and u not in store]
+        if not missing:
+            continue
+        jobs = _submit_wave(missing, executors, store, fresh_since, data_root, threads, args.executor,
+                            desc=f"wave {i}/{len(plan)}", poll_s=poll_s, progress=not args.quiet, tqdm=tqdm)
+        for u, job in jobs.items():
+            log = _keep_log(job, store.log_path(u))
+            try:
+                job.result()
+            except Exception as err:  # the job's exception, or submitit's report of a crash
+                lines = str(err).strip().splitlines()
+                failed[u] = f"{lines[-1] if lines else type(err).__name__} (log: {log})"
+    for u, why in failed.items():
+        print(f"  FAILED {u.key} {u.describe()}: {why}")
+    done = sum(u in store for u in units)
+    print(f"fan-out: {done} of {len(units)} units stored, {len(failed)} failed or skipped.")
+    return not failed
+
+
+def _submit_wave(missing, executors, store, fresh_since, data_root, threads, kind, *, desc, poll_s, progress,
+                 tqdm) -> dict:
+    """Submit one wave (a job array on Slurm; at most one running unit per local executor) and wait."""
+    args_of = [(u, u.key, str(store.root), fresh_since, data_root, threads) for u in missing]
+    jobs: dict[Unit, Any] = {}
+    with tqdm(total=len(missing), desc=desc, unit="unit", disable=not progress) as bar:
+        if kind == "slurm":
+            submitted = executors[0].map_array(run_unit_job, *zip(*args_of))
+            jobs = dict(zip(missing, submitted))
+            while not all(j.done() for j in submitted):
+                bar.n = sum(j.done() for j in submitted)
+                bar.refresh()
+                time.sleep(poll_s)
+        else:
+            queue = list(zip(missing, args_of))
+            running: dict[int, tuple[Unit, Any]] = {}
+            while queue or running:
+                for slot in range(len(executors)):
+                    if slot not in running and queue:
+                        u, a = queue.pop(0)
+                        running[slot] = (u, executors[slot].submit(run_unit_job, *a))
+                        jobs[u] = running[slot][1]
+                for slot, (_u, job) in list(running.items()):
+                    if job.done():
+                        del running[slot]
+                        bar.update()
+                if running:
+                    time.sleep(poll_s)
+        bar.n = len(missing)
+        bar.refresh()
+    return jobs
+
+
+def _keep_log(job, dest: Path) -> Path:
+    """Copy a job's stdout and stderr next to the unit's record (what a notebook's error points at)."""
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with open(dest, "w") as out:
+            for p in (job.paths.stdout, job.paths.stderr):
+                if Path(p).exists():
+                    out.write(Path(p).read_text(errors="replace"))
+        return dest
+    except OSError:
+        return Path(job.paths.stderr)
+
+
+def clean(log_dir: Path) -> None:
+    """Remove submitit's job folders (results are in the store; logs were copied beside them)."""
+    shutil.rmtree(log_dir, ignore_errors=True)

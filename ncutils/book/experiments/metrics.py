@@ -1,0 +1,121 @@
+"""The NC metrics on features whose geometry is known (Section 2.3, Appendix A).
+
+``nc_constructed``
+    Class means on a simplex ETF, isotropic Gaussian noise of each standard deviation in ``sigmas``:
+    measured NC1, CDNV, numerical rank and NC2 beside their closed forms; and NC2 of random means.
+``nc_surrogates``
+    ``population`` random feature sets (random means, scales and anisotropic noise): NC1, CDNV,
+    numerical rank and NC2 of each, to compare the orderings (Appendix A).
+``nc1_cost``
+    Time of Eq. 4 evaluated literally (per-sample outer products, dense pseudo-inverse) against
+    :func:`ncutils.metrics.nc1`, and their relative difference, on the same features.
+``nc_streaming``
+    The streaming :class:`~ncutils.metrics.NCAccumulator` over float32 batches against the one-shot
+    functions.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+
+from ncutils import metrics, reference
+from ncutils.book.units import kind
+
+__all__ = ["etf_means", "sample"]
+
+
+def etf_means(k: int, d: int, rng: np.random.Generator, radius: float = 1.0) -> np.ndarray:
+    """``k`` class means on a simplex ETF of the given radius, rotated at random into R^d (k x d)."""
+    Q, _ = np.linalg.qr(rng.normal(size=(d, k)))
+    M = np.sqrt(k / (k - 1)) * (np.eye(k) - 1.0 / k)  # columns: a simplex ETF of unit norm
+    return radius * (Q @ M).T
+
+
+def sample(means: np.ndarray, sigma: float, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` samples per class: its mean plus isotropic Gaussian noise of standard deviation ``sigma``."""
+    y = np.repeat(np.arange(len(means)), n)
+    return means[y] + sigma * rng.normal(size=(len(y), means.shape[1])), y
+
+
+def _all(X: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    return {"NC1": metrics.nc1(X, y), "CDNV": metrics.cdnv(X, y), "numerical rank": metrics.numerical_rank(X, y),
+            "NC2": metrics.nc2(X, y)}
+
+
+@kind("nc_constructed")
+def run_constructed(cfg: Mapping[str, Any], ctx) -> dict:
+    """NC metrics of ETF means plus isotropic noise, beside their closed-form population values."""
+    rng = np.random.default_rng(cfg["seed"])
+    k, d, n = cfg["classes"], cfg["dim"], cfg["per_class"]
+    means = etf_means(k, d, rng)
+    rows = []
+    for sigma in cfg["sigmas"]:
+        X, y = sample(means, sigma, n, rng)
+        rows.append({"sigma": sigma, **_all(X, y), "NC1 theory": sigma**2 * (k - 1) ** 2 / k,
+                     "CDNV theory": sigma**2 * d * (k - 1) / (2 * k)})
+    Xr, yr = sample(rng.normal(size=(k, d)) / np.sqrt(d), 0.1, n, rng)
+    return {"etf": rows, "random_means_nc2": metrics.nc2(Xr, yr)}
+
+
+@kind("nc_surrogates")
+def run_surrogates(cfg: Mapping[str, Any], ctx) -> dict:
+    """NC1 and its surrogates (CDNV, numerical rank) over a population of random feature sets."""
+    rng = np.random.default_rng(cfg["seed"])
+    rows = []
+    for _ in range(cfg["population"]):
+        k = int(rng.integers(3, cfg["classes"] + 1))
+        means = rng.normal(size=(k, cfg["dim"])) * rng.uniform(0.5, 2.0)
+        scales = rng.uniform(0.05, 1.5) * rng.uniform(0.5, 1.5, size=cfg["dim"])  # anisotropic noise
+        y = np.repeat(np.arange(k), cfg["per_class"])
+        X = means[y] + rng.normal(size=(len(y), cfg["dim"])) * scales
+        rows.append(_all(X, y))
+    return {"rows": rows}
+
+
+@kind("nc1_cost")
+def run_nc1_cost(cfg: Mapping[str, Any], ctx) -> dict:
+    """Seconds of the literal Eq. 4 (outer products, dense pinv) and of ncutils' exact NC1, same features."""
+    rng = np.random.default_rng(cfg["seed"])
+    k, d = cfg["classes"], cfg["dim"]
+    X, y = sample(rng.normal(size=(k, d)), 1.0, cfg["samples"] // k, rng)
+    t0 = time.perf_counter()
+    ref = reference.nc1_dense(X, y, loop=True)
+    t_ref = time.perf_counter() - t0
+    Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
+    metrics.nc1(Xt[::10], yt[::10])  # warm-up on a subset holding every class
+    times = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        ours = metrics.nc1(Xt, yt)
+        times.append(time.perf_counter() - t0)
+    out = {"K": k, "N": len(y), "d": d, "reference s": t_ref, "ncutils s": min(times),
+           "speed-up": t_ref / min(times), "relative difference": abs(ours - ref) / ref}
+    if torch.cuda.is_available():
+        Xg, yg = Xt.cuda().float(), yt.cuda()
+        metrics.nc1(Xg, yg)
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        metrics.nc1(Xg, yg)
+        torch.cuda.synchronize()
+        out["ncutils GPU s"] = time.perf_counter() - t0
+    return out
+
+
+@kind("nc_streaming")
+def run_streaming(cfg: Mapping[str, Any], ctx) -> dict:
+    """NC1, CDNV and NC2 streamed over shuffled float32 batches, and computed in one shot."""
+    rng = np.random.default_rng(cfg["seed"])
+    X, y = sample(etf_means(cfg["classes"], cfg["dim"], rng), cfg["sigma"], cfg["per_class"], rng)
+    perm = rng.permutation(len(y))
+    acc = metrics.NCAccumulator()
+    b = cfg["batch_size"]
+    for i in range(0, len(y), b):
+        acc.update(torch.from_numpy(X[perm[i:i + b]]).float(), torch.from_numpy(y[perm[i:i + b]]))
+    streamed = acc.compute()
+    one_shot = {"nc1": metrics.nc1(X, y), "cdnv": metrics.cdnv(X, y), "nc2": metrics.nc2(X, y)}
+    return {"one_shot": one_shot, "streamed": {k: streamed[k] for k in one_shot}}

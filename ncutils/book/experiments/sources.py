@@ -1,0 +1,131 @@
+"""Source models: pre-training a network on the source data (Section 3.1, Appendix B).
+
+Kind ``pretrain`` trains :class:`ncutils.pretrain.PretrainNet` (encoder, projection head, classifier)
+and stores its weights with the result. Its configuration:
+
+``network``       network spec (:mod:`ncutils.book.networks`)
+``data``          dataset spec of the source training set (normalisation included)
+``num_classes``   classes of the source task
+``loss``          ``ce``, ``mse`` or ``supcon``; ``head_layers`` 0-3 (Table 1, Fig. 3)
+``loss_options``  options of :func:`ncutils.pretrain.make_loss` (e.g. MSE's rescaling ``scale``, ``weight``)
+``level``         augmentation level 1-5 (Fig. 4); ``padding`` of its random crop (level >= 2);
+                  ``adv_eps`` l-inf radius or ``None``, ``pgd_steps``
+``epochs``, ``lr``, ``min_lr``, ``momentum``, ``weight_decay``, ``batch_size``, ``seed``
+``schedule``      ``{"kind": "cosine"}`` (the paper's recipe) or ``{"kind": "step", "milestones": [...],
+                  "gamma": 0.1}`` (the few-shot recipe of Table 2)
+``nc_every``      measure the source NC1 every this many epochs (Fig. 3's curves), and after the last
+
+Result: ``history`` (per epoch: loss, training accuracy on the augmented batches, learning rate,
+source NC1 when measured), ``source_nc1`` (Eq. 4 on the un-augmented source training set, Table 1),
+``train_accuracy`` (on the un-augmented source training set after training: the terminal-phase
+check; for SupCon, which has no classifier, the nearest-class-mean accuracy of the encoder's
+features), ``seconds``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from ncutils import data, features, pretrain
+from ncutils.book import datasets
+from ncutils.book.networks import build_network
+from ncutils.book.units import Unit, kind
+
+__all__ = ["build_net", "trained_backbone", "trained_net"]
+
+
+def _in_shape(cfg: Mapping[str, Any]) -> tuple[int, int, int]:
+    s = cfg["data"]
+    return (s["channels"], s["image_size"], s["image_size"])
+
+
+def build_net(cfg: Mapping[str, Any]) -> pretrain.PretrainNet:
+    """The untrained :class:`~ncutils.pretrain.PretrainNet` of a ``pretrain`` configuration (seeded)."""
+    adversarial = cfg.get("adv_eps") is not None
+    norm = cfg["data"]["normalize"]
+    torch.manual_seed(cfg["seed"])
+    back = build_network(cfg["network"], cfg["num_classes"], _in_shape(cfg))
+    return pretrain.PretrainNet.from_backbone(
+        back, cfg["num_classes"], loss=cfg["loss"], head_layers=cfg["head_layers"],
+        mean=norm["mean"] if adversarial else None, std=norm["std"] if adversarial else None)
+
+
+def _nearest_mean_accuracy(encoder: nn.Module, loader, pre: nn.Module, device) -> float:
+    """Accuracy of the nearest class mean of the encoder's features (for SupCon, which has no classifier)."""
+    feats = features.extract_features(_Pre(encoder, pre), loader, ("feature",), device=device, progress=False)
+    x, y = feats["feature"].double(), feats["labels"]
+    means = torch.stack([x[y == c].mean(0) for c in range(int(y.max()) + 1)])
+    pred = torch.cdist(x, means).argmin(1)
+    return 100.0 * (pred == y).double().mean().item()
+
+
+class _Pre(nn.Module):
+    """``pre -> encoder``, with the output exposed as the module ``feature`` (for feature extraction)."""
+
+    def __init__(self, encoder: nn.Module, pre: nn.Module):
+        super().__init__()
+        self.pre, self.encoder, self.feature = pre, encoder, nn.Identity()
+
+    def forward(self, x):
+        return self.feature(self.encoder(self.pre(x)))
+
+
+@kind("pretrain", stores_weights=True)
+def run_pretrain(cfg: Mapping[str, Any], ctx) -> tuple[dict, nn.Module]:
+    """Pre-train a source model (Section 3.1) and measure its source NC1 and training accuracy."""
+    adversarial = cfg.get("adv_eps") is not None
+    views = 2 if cfg["loss"] == "supcon" else 1
+    train_set, batch_transform = datasets.training_data(
+        cfg["data"], level=cfg["level"], views=views, normalize=not adversarial, data_root=ctx.data_root,
+        padding=cfg.get("padding"))
+    plain = datasets.build(cfg["data"], data_root=ctx.data_root) if not adversarial else \
+        datasets.raw(cfg["data"], data_root=ctx.data_root)
+    net = build_net(cfg)
+    loader = data.make_loader(train_set, cfg["batch_size"], shuffle=True, seed=cfg["seed"], drop_last=True,
+                              device=ctx.device)
+    nc_loader = data.make_loader(plain, 512, device=ctx.device)
+    schedule = dict(cfg.get("schedule") or {"kind": "cosine"})
+    loss = pretrain.make_loss(cfg["loss"], **cfg["loss_options"]) if cfg.get("loss_options") else cfg["loss"]
+    history = pretrain.pretrain(
+        net, loader, loss=loss, epochs=cfg["epochs"], lr=cfg["lr"], min_lr=cfg.get("min_lr", 1e-4),
+        momentum=cfg.get("momentum", 0.9), weight_decay=cfg.get("weight_decay", 1e-4), schedule=schedule,
+        seed=cfg["seed"], batch_transform=batch_transform, adversarial_eps=cfg.get("adv_eps"),
+        pgd_steps=cfg.get("pgd_steps") or 10, nc_loader=nc_loader, nc_every=cfg.get("nc_every") or cfg["epochs"],
+        checkpoint=ctx.checkpoint_path(), progress=ctx.progress, device=ctx.device)
+    source_nc1 = history[-1].get("nc1")
+    if source_nc1 is None:
+        source_nc1 = pretrain.source_nc1(net.encoder, nc_loader, normalize=net.normalize, device=ctx.device)
+    if net.classifier is not None:
+        from ncutils.finetune import evaluate
+
+        train_acc = evaluate(net, nc_loader, device=ctx.device)["accuracy"]
+    else:
+        train_acc = _nearest_mean_accuracy(net.encoder, nc_loader, net.normalize, ctx.device)
+    result = {"history": history, "source_nc1": source_nc1, "train_accuracy": train_acc}
+    return result, net.cpu()
+
+
+def trained_net(u: Unit, ctx) -> pretrain.PretrainNet:
+    """The network a ``pretrain`` unit trained (computed first when missing), in eval mode."""
+    if u.kind != "pretrain":
+        raise ValueError(f"expected a pretrain unit, got {u.kind}.")
+    net = build_net(u.config)
+    net.load_state_dict(ctx.load_weights(u))
+    return net.eval()
+
+
+def trained_backbone(u: Unit, ctx) -> nn.Module:
+    """The pre-trained backbone of a ``pretrain`` unit with a (source) classifier slot, ready for
+    :func:`ncutils.finetune.build`, which replaces the classifier."""
+    cfg = u.config
+    back = build_network(cfg["network"], cfg["num_classes"], _in_shape(cfg))
+    encoder = trained_net(u, ctx).encoder
+    missing, unexpected = back.load_state_dict(encoder.state_dict(), strict=False)
+    if unexpected or any(not k.startswith(("fc.", "head.")) for k in missing):
+        raise ValueError(f"the stored encoder of {u.key} does not fit its network spec: missing {missing}, "
+                         f"unexpected {unexpected}.")
+    return back

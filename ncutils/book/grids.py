@@ -1,0 +1,225 @@
+"""Each chapter's grid of units, as a function of the chapter's parameters.
+
+``grid(n, params)`` returns the units chapter ``n`` reads, in named groups: ``{group: {label: Unit}}``
+(labels are tuples or strings the notebook uses to lay out its tables). The runner, a test or
+another machine can enumerate a chapter's work from its parameters alone (``python -m ncutils.book
+--plan``), and the notebook composes its tables and figures from the same groups. Units shared by
+several chapters (a source model probed in Chapters 3, 4 and 6) are built by the same functions,
+so they have the same key and are computed once.
+
+``params`` are the notebook's parameters (its ``parameters`` cell with the profile's overrides):
+the grids read the chapter-specific ones and ``profile``, ``seed`` and ``source_recipe``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from ncutils import hub, models
+from ncutils.book import networks, profiles, published
+from ncutils.book.profiles import Profile
+from ncutils.book.units import Unit, closure
+
+__all__ = ["GRIDS", "all_units", "fig4_models", "grid", "probe", "profile_of"]
+
+Grid = dict[str, dict[Any, Unit]]
+
+
+def profile_of(params: Mapping[str, Any]) -> Profile:
+    """The chapter's profile, with its shared pre-training recipe adjusted by ``source_recipe``."""
+    return profiles.get(params["profile"], params.get("source_recipe"))
+
+
+def probe(p: Profile, backbone: Mapping[str, Any], name: str, epochs: int, seed: int) -> Unit:
+    """Linear probe of ``backbone``'s frozen features on downstream set ``name`` (Section 3.2)."""
+    return Unit("probe", {"encoder": dict(backbone), "train": p.downstream(name, "train", backbone),
+                          "test": p.downstream(name, "test", backbone), "epochs": int(epochs), "lr": 0.1,
+                          "batch_size": 256, "loader_batch": 256, "seed": int(seed)})
+
+
+def fig4_models(p: Profile, params: Mapping[str, Any]) -> dict[str, Unit]:
+    """The source models of Figs. 4 and 5: augmentation levels and adversarial radii (Chapters 3, 4), as
+    the profile declares them once (:attr:`Profile.fig4`)."""
+    f, seed = p.fig4, params["seed"]
+    out = {f"augmentation level {lvl}": p.source_model(f["arch"], level=lvl, seed=seed) for lvl in f["levels"]}
+    out.update({f"adversarial ε = {e}/255": p.source_model(f["arch"], adv_eps=e / 255, seed=seed)
+                for e in f["eps_255"]})
+    return out
+
+
+def _blocks(network: Mapping[str, Any], in_shape) -> int:
+    return len(models.blocks(networks.build_network(network, 2, in_shape)))
+
+
+def _num_blocks(back: Mapping[str, Any]) -> int:
+    """Number of blocks (paper numbering) of a backbone spec's network."""
+    if "source" in back:
+        cfg = back["source"].config
+        ds = cfg["data"]
+        return _blocks(cfg["network"], (ds["channels"], ds["image_size"], ds["image_size"]))
+    return len(models.blocks(hub.load_pretrained(back["public"], weights=False)))
+
+
+# --------------------------------------------------------------------------- chapters
+def chapter1(p: Profile, q: Mapping[str, Any]) -> Grid:
+    seed, common = q["seed"], {"classes": q["nc_classes"], "dim": q["nc_dim"], "per_class": q["nc_per_class"]}
+    return {
+        "constructed": {"etf": Unit("nc_constructed", {**common, "sigmas": list(q["nc_noise_levels"]),
+                                                       "seed": seed})},
+        "surrogates": {"population": Unit("nc_surrogates", {**common, "population": q["nc_population"],
+                                                            "seed": seed + 1})},
+        "cost": {k: Unit("nc1_cost", {"classes": k, "dim": q["bench_d"], "samples": q["bench_n"], "seed": seed + 2})
+                 for k in q["bench_classes"]},
+        "streaming": {"etf": Unit("nc_streaming", {**common, "sigma": 0.5, "batch_size": 64, "seed": seed + 3})},
+    }
+
+
+def chapter2(p: Profile, q: Mapping[str, Any]) -> Grid:
+    trained, layers = {}, {}
+    for family in ("mlp", "resnet"):
+        for name in p.collapse[family]:
+            for loss in q["pc_losses"]:
+                if family == "mlp":
+                    m = p.source_model(q["pc_mlp"], loss=loss, level=1, data=name, epochs=q["pc_mlp_epochs"],
+                                       lr=q["pc_lr"], batch_size=q["pc_batch_size"], nc_every=None, seed=q["seed"])
+                else:  # the shared recipe without augmentation: the source models of Chapter 3 where they coincide
+                    m = p.source_model(q["pc_resnet"], loss=loss, level=1, data=name, seed=q["seed"])
+                ds = m.config["data"]
+                n = _blocks(m.config["network"], (ds["channels"], ds["image_size"], ds["image_size"]))
+                # every block; an MLP's last hidden layer is its penultimate feature, a ResNet's is pooled
+                wanted = list(range(1, n + 1)) + ([] if family == "mlp" else ["penultimate"])
+                trained[(family, name, loss)] = m
+                layers[(family, name, loss)] = Unit("layer_nc", {"model": {"source": m}, "data": ds,
+                                                                 "layers": wanted, "loader_batch": 512,
+                                                                 "pool": "avg"})
+    return {"models": trained, "layer_nc": layers}
+
+
+def chapter3(p: Profile, q: Mapping[str, Any]) -> Grid:
+    """Table 1 over the seeds ``pt_seeds``, Fig. 3 over ``pt_fig_seeds``, Fig. 4 at ``seed``; every model
+    probed on the first downstream set, and the randomly initialised encoder (Section 3.1, after Fig. 4)."""
+    target, arch = p.downstream_names[0], q["pt_arch"]
+    settings = {"mse_none": ("mse", 0), "ce_none": ("ce", 0), "supcon_linear": ("supcon", 1),
+                "supcon_mlp": ("supcon", 2)}
+    table1 = {(name, s): p.source_model(arch, loss=loss, head_layers=h, seed=s)
+              for s in q["pt_seeds"] for name, (loss, h) in settings.items()}
+    fig3 = {(loss, h, s): p.source_model(p.fig4["arch"], loss=loss, head_layers=h, seed=s)
+            for loss in q["pt_losses"] for h in q["pt_head_layers"] for s in q["pt_fig_seeds"]}
+    fig4 = fig4_models(p, q)
+    models_ = {**{("table1", *k): v for k, v in table1.items()}, **{("fig3", *k): v for k, v in fig3.items()},
+               **{("fig4", k): v for k, v in fig4.items()}}
+    probes = {k: probe(p, {"source": m}, target, q["probe_epochs"], q["seed"]) for k, m in models_.items()}
+    random = {"random": probe(p, p.random_encoder(p.fig4["arch"], seed=q["seed"]), target, q["probe_epochs"],
+                              q["seed"])}
+    return {"table1": table1, "fig3": fig3, "fig4": fig4, "probes": probes, "random": random}
+
+
+def chapter4(p: Profile, q: Mapping[str, Any]) -> Grid:
+    seed, epochs = q["seed"], q["probe_epochs"]
+    fig5 = {(label, d): probe(p, {"source": m}, d, epochs, seed) for label, m in fig4_models(p, q).items()
+            for d in p.downstream_names}
+    fig6 = {(name, d): probe(p, p.pretrained(name), d, epochs, seed) for name in q["ds_population"]
+            for d in p.downstream_names}
+    table2 = {}
+    for bench, setup in p.fewshot_benchmarks().items():
+        for arch in q["fs_backbones"]:
+            table2[(bench, arch)] = Unit("fewshot_eval", {
+                "backbone": p.fewshot_backbone(bench, arch, seed=seed), "data": setup["meta_test"],
+                "shots": list(q["fs_shots"]), "ways": q["fs_ways"], "queries": q["fs_queries"],
+                "episodes": q["fs_episodes"], "seed": seed, "loader_batch": 256})
+    fig9 = {}
+    first = p.downstream_names[0]
+    for name in q["lw_archs"]:
+        back = p.pretrained(name)
+        fig9[name] = Unit("layerwise_probe", {"backbone": back, "train": p.downstream(first, "train", back),
+                                              "test": p.downstream(first, "test", back),
+                                              "layers": list(range(1, _num_blocks(back) + 1)), "pool": "avg",
+                                              "epochs": epochs, "loader_batch": 256, "seed": seed})
+    # TMLR version: CLIP's image encoder as a frozen feature extractor (the paper profile), or the in-book
+    # ViT where no public weights are used (cpu: trained on the source data; smoke: one step, i.e. random)
+    clip_back = {"public": "clip_vit_b_32"} if p.public_weights else p.pretrained("vit")
+    clip = {d: probe(p, clip_back, d, epochs, seed) for d in p.downstream_names}
+    return {"fig5": fig5, "fig6": fig6, "table2": table2, "fig9": fig9, "clip": clip}
+
+
+def _family(arch: str) -> str:
+    return "vit" if arch.startswith("vit") else "resnet"
+
+
+def finetune_unit(p: Profile, q: Mapping[str, Any], arch: str, method: str, name: str, *, block: int | None,
+                  per_class: int | None = None, layerwise: bool = False) -> Unit:
+    """One fine-tuning configuration of Chapter 5 (Tables 3-7, Figs. 10, 11, 14)."""
+    back = p.pretrained(arch)
+    per_class = q.get("ft_per_class") if per_class is None else per_class  # Tables 3-7: all (None) or a subset
+    subset = {"per_class": int(per_class), "seed": int(q["seed"])} if per_class is not None else None
+    train = p.downstream(name, "train", back, subset=subset)
+    fam = _family(arch)
+    return Unit("finetune", {
+        "backbone": back, "method": method, "block": block if method in ("layer", "scl") else None,
+        "num_classes": train["num_classes"], "train": train, "test": p.downstream(name, "test", back),
+        "epochs": int(q["ft_epochs"]), "lr": float(q["ft_lr"][fam]), "weight_decay": float(q["ft_weight_decay"][fam]),
+        "batch_size": int(q["ft_batch_size"]), "seed": int(q["seed"]), "layerwise": layerwise,
+        "pool": "cls" if fam == "vit" else "avg"})
+
+
+def _ft_sets(q: Mapping[str, Any], arch: str) -> list[str]:
+    return list(q["ft_vit_datasets"] if _family(arch) == "vit" else q["ft_datasets"])
+
+
+def chapter5(p: Profile, q: Mapping[str, Any]) -> Grid:
+    table3, blocks = {}, {}
+    for arch in q["ft_archs"]:
+        for name in _ft_sets(q, arch):
+            for m in q["ft_methods"]:
+                table3[(arch, name, m)] = finetune_unit(p, q, arch, m, name, block=q["ft_block"][arch], layerwise=True)
+            for b in q["ft_blocks"][arch]:
+                for m in ("layer", "scl"):
+                    blocks[(arch, name, m, b)] = finetune_unit(p, q, arch, m, name, block=b, layerwise=True)
+    arch, name = q["ft_archs"][0], q["ft_datasets"][0]
+    fig11 = {(m, n): finetune_unit(p, q, arch, m, name, block=q["ft_block"][arch], per_class=n)
+             for n in q["ft_sizes"] for m in q["ft_methods"]}
+    # the TMLR version's sizes (Fig. 8 there); sizes shared with ft_sizes are the same units
+    fig11_tmlr = {(m, n): finetune_unit(p, q, arch, m, name, block=q["ft_block"][arch], per_class=n)
+                  for n in q.get("ft_sizes_tmlr") or [] for m in q["ft_methods"]}
+    cells = Unit("param_percentages", {"cells": list(published.percentage_cells())})
+    return {"percentages": {"cells": cells}, "table3": table3, "blocks": blocks, "fig11": fig11,
+            "fig11_tmlr": fig11_tmlr}
+
+
+def chapter6(p: Profile, q: Mapping[str, Any]) -> Grid:
+    seed = q["seed"]
+    candidates = {name: p.pretrained(name) for name in q["tf_hub"]}
+    candidates.update({f"{name} ({q['tf_short_epochs']} ep.)": p.pretrained(name, epochs=q["tf_short_epochs"])
+                       for name in q["tf_hub_short"]})
+    scores, truth = {}, {}
+    for d in q["tf_datasets"]:
+        for label, back in candidates.items():
+            scores[(label, d)] = Unit("transfer_scores", {"encoder": back, "data": p.downstream(d, "train", back),
+                                                          "loader_batch": 64})
+            if not p.public_weights:  # public models: the published fine-tuning accuracies are the truth
+                truth[(label, d)] = probe(p, back, d, q["probe_epochs"], seed)
+    return {"scores": scores, "truth": truth}
+
+
+GRIDS: dict[int, Callable[[Profile, Mapping[str, Any]], Grid]] = {
+    1: chapter1, 2: chapter2, 3: chapter3, 4: chapter4, 5: chapter5, 6: chapter6}
+
+
+def grid(number: int, params: Mapping[str, Any]) -> Grid:
+    """The units of chapter ``number`` for its ``params``, in named groups (rewritten for the paper-shaped
+    dry run when ``params["dry_run"]``, see :mod:`ncutils.book.dryrun`)."""
+    if number not in GRIDS:
+        raise ValueError(f"no chapter {number}; chapters are {sorted(GRIDS)}.")
+    g = GRIDS[number](profile_of(params), params)
+    if params.get("dry_run"):
+        from ncutils.book.dryrun import dry
+
+        memo: dict[str, Unit] = {}
+        g = {group: {label: dry(u, memo) for label, u in units.items()} for group, units in g.items()}
+    return g
+
+
+def all_units(g: Grid) -> list[Unit]:
+    """Every unit of a grid and its dependencies, each once, dependencies first."""
+    return closure(u for group in g.values() for u in group.values())

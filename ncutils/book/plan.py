@@ -1,0 +1,267 @@
+"""The plan of a run: every unit the selected chapters need, what each needs, and what it costs.
+
+``python -m ncutils.book --profile paper --plan`` prints, per chapter and unit kind, how many units
+there are and how many are already stored; the datasets and public weights they need; and an
+estimate of the compute they take, from timing a few real-size steps of each distinct network and
+mode on the current device (on a GPU the estimate is in GPU-hours). ``--json FILE`` writes one object
+per unit: its chapters, kind, key, dependencies, stored or not, estimated seconds, and its complete
+configuration (which includes the dataset, split and classes it trains and evaluates on).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from ncutils.book import datasets, grids
+from ncutils.book.store import Store
+from ncutils.book.units import Unit, closure
+
+__all__ = ["chapter_units", "estimate", "flatten", "needs", "show"]
+
+
+def chapter_units(params_by_notebook: Mapping[Path, Mapping[str, Any]]) -> dict[str, list[Unit]]:
+    """``{chapter name: its units with their dependencies}`` for each notebook's effective parameters."""
+    from ncutils.book.notebooks import chapter_number
+
+    out = {}
+    for nb, params in params_by_notebook.items():
+        n = chapter_number(nb)
+        if n in grids.GRIDS:
+            out[nb.stem] = grids.all_units(grids.grid(n, params))
+    return out
+
+
+def flatten(chapters: Mapping[str, list[Unit]]) -> list[Unit]:
+    """Every unit of the chapters once, dependencies first."""
+    return closure(u for units in chapters.values() for u in units)
+
+
+def _walk(value: Any) -> Iterator[Mapping[str, Any]]:
+    """Every dict inside a configuration, not descending into nested units."""
+    if isinstance(value, Mapping):
+        yield value
+        for v in value.values():
+            yield from _walk(v)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            yield from _walk(v)
+
+
+def _is_dataset(d: Mapping[str, Any]) -> bool:
+    return "source" in d and "split" in d and not isinstance(d.get("source"), Unit)
+
+
+def needs(u: Unit) -> dict[str, list[str]]:
+    """The on-disk datasets and public weights unit ``u`` itself reads (not its dependencies')."""
+    data, weights = set(), set()
+    for d in _walk(u.config):
+        if _is_dataset(d):
+            data.update(datasets.required_files(d))
+        if isinstance(d.get("public"), str):
+            weights.add(d["public"])
+    return {"datasets": sorted(data), "weights": sorted(weights)}
+
+
+# --------------------------------------------------------------------------- cost
+class _Timer:
+    """Seconds per image of forward passes and training steps, measured once per network and mode."""
+
+    def __init__(self, device: str = "auto"):
+        from ncutils.runtime import resolve_device
+
+        self.device = resolve_device(device)
+        self.cache: dict[str, float] = {}
+
+    def _time(self, key: str, make, shape: tuple[int, ...], batch: int, train: bool) -> float:
+        if key in self.cache:
+            return self.cache[key]
+        import torch
+
+        b = batch if self.device.type == "cuda" else min(batch, 8)
+        net = make().to(self.device)
+        x = torch.randn(b, *shape, device=self.device)
+        y = torch.zeros(b, dtype=torch.long, device=self.device)
+        params = [p for p in net.parameters() if p.requires_grad]
+        opt = torch.optim.SGD(params, lr=1e-3) if train and params else None
+
+        def step():
+            if opt is None:
+                with torch.no_grad():
+                    net.eval()(x)
+                return
+            net.train()
+            out = net(x)
+            loss = torch.nn.functional.cross_entropy(out.flatten(1)[:, :2].float(), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+            step()
+            if self.device.type == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            for _ in range(2):
+                step()
+            if self.device.type == "cuda":
+                torch.cuda.synchronize()
+        self.cache[key] = (time.perf_counter() - t0) / (2 * b)
+        return self.cache[key]
+
+    def encoder(self, backbone: Mapping[str, Any], shape, batch: int, train: bool = False) -> float:
+        from ncutils.book import networks
+
+        key = json.dumps([_backbone_id(backbone), shape, train])
+        return self._time(key, lambda: _random_backbone(backbone, networks), shape, batch, train)
+
+    def pretrain(self, cfg: Mapping[str, Any]) -> float:
+        from ncutils.book.experiments.sources import build_net
+
+        s = cfg["data"]
+        key = json.dumps([cfg["network"], cfg["loss"], cfg["head_layers"], cfg["num_classes"], s["image_size"]])
+        return self._time(key, lambda: build_net(cfg), (s["channels"], s["image_size"], s["image_size"]),
+                          cfg["batch_size"], True)
+
+    def finetune(self, cfg: Mapping[str, Any]) -> float:
+        from ncutils import finetune
+        from ncutils.book import networks
+
+        s = cfg["train"]
+        key = json.dumps([_backbone_id(cfg["backbone"]), cfg["method"], cfg["block"], s["image_size"]])
+
+        def make():
+            return finetune.build(_random_backbone(cfg["backbone"], networks), cfg["method"], cfg["num_classes"],
+                                  block=cfg["block"])
+
+        return self._time(key, make, (s["channels"], s["image_size"], s["image_size"]), cfg["batch_size"], True)
+
+
+def _backbone_id(b: Mapping[str, Any]) -> Any:
+    if "source" in b:
+        return b["source"].config["network"]
+    return b.get("public") or b.get("random")
+
+
+def _random_backbone(b: Mapping[str, Any], networks):
+    """The backbone's architecture with random weights (timing needs no download)."""
+    from ncutils import hub
+
+    if "source" in b:
+        cfg = b["source"].config
+        s = cfg["data"]
+        return networks.build_network(cfg["network"], cfg["num_classes"], (s["channels"], s["image_size"],
+                                                                           s["image_size"]))
+    name = b.get("public") or b.get("random")
+    return hub.load_pretrained(name, weights=False) if isinstance(name, str) else \
+        networks.build_network(name, b["num_classes"], tuple(b["in_shape"]))
+
+
+def _size(spec: Mapping[str, Any]) -> int:
+    return datasets.size(spec)
+
+
+def _shape(spec: Mapping[str, Any]) -> tuple[int, int, int]:
+    return (spec["channels"], spec["image_size"], spec["image_size"])
+
+
+def estimate(u: Unit, timer: _Timer) -> float:
+    """Estimated seconds to compute ``u`` on the timer's device (its dependencies not included)."""
+    c = u.config
+    k = u.kind
+    if k == "pretrain":
+        n = _size(c["data"])
+        views = 2 if c["loss"] == "supcon" else 1
+        pgd = (c["pgd_steps"] or 0) + 1 if c.get("adv_eps") is not None else 1
+        step = timer.pretrain(c) * views * pgd
+        fwd = step / 3
+        nc_passes = math.ceil(c["epochs"] / (c.get("nc_every") or c["epochs"])) + 1
+        return c["epochs"] * n * step + nc_passes * n * fwd
+    if k in ("probe", "layerwise_probe"):
+        enc = c.get("encoder") or c["backbone"]
+        n = _size(c["train"]) + _size(c["test"])
+        layers = len(c.get("layers", [1]))
+        return n * timer.encoder(enc, _shape(c["train"]), c["loader_batch"]) + 2e-6 * c["epochs"] * n * layers
+    if k == "layer_nc":
+        return _size(c["data"]) * timer.encoder(c["model"], _shape(c["data"]), c["loader_batch"])
+    if k == "transfer_scores":
+        return _size(c["data"]) * timer.encoder(c["encoder"], _shape(c["data"]), c["loader_batch"]) + 2.0
+    if k == "fewshot_eval":
+        n = _size(c["data"])
+        return n * timer.encoder(c["backbone"], _shape(c["data"]), c["loader_batch"]) + \
+            0.02 * c["episodes"] * len(c["shots"])
+    if k == "finetune":
+        n, nt = _size(c["train"]), _size(c["test"])
+        step = timer.finetune(c)
+        fwd = timer.encoder(c["backbone"], _shape(c["test"]), 256)
+        return c["epochs"] * n * step + (nt + n * (2 if c.get("layerwise") else 1)) * fwd
+    if k == "nc1_cost":
+        return 1.0 + c["samples"] * c["dim"] ** 2 * 2e-9
+    if k == "param_percentages":
+        return 0.1 * len(c["cells"])
+    return 1.0
+
+
+# --------------------------------------------------------------------------- output
+def _fmt(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    if seconds >= 60:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds:.0f} s"
+
+
+def show(chapters: Mapping[str, list[Unit]], *, store_dir: Path, json_path: str | None = None,
+         timing: bool = True, dry_run: bool = False, device: str = "auto") -> int:
+    """Print the plan (and write it as JSON); returns the process exit code."""
+    store = Store(store_dir)
+    units = flatten(chapters)
+    owners: dict[Unit, list[str]] = defaultdict(list)
+    for name, us in chapters.items():
+        for u in us:
+            owners[u].append(name)
+    stored = {u: u in store for u in units}
+    timer = _Timer(device) if timing else None
+    cost: dict[Unit, float | None] = {}
+    t0 = time.perf_counter()
+    for u in units:
+        cost[u] = None if timer is None else estimate(u, timer)
+    where = "GPU" if timer is not None and timer.device.type == "cuda" else "CPU"
+    print(f"plan: {len(units)} units ({sum(stored.values())} stored) for {len(chapters)} chapters"
+          + (" [dry run: synthetic stand-ins, random weights, 1-2 steps]" if dry_run else ""))
+    for name, us in chapters.items():
+        kinds = Counter(u.kind for u in us)
+        todo = [u for u in us if not stored[u]]
+        secs = sum(cost[u] or 0 for u in todo) if timer else None
+        print(f"  {name}: {len(us)} units ({len(us) - len(todo)} stored): "
+              + ", ".join(f"{k} x{v}" for k, v in sorted(kinds.items()))
+              + (f"; to compute ~{_fmt(secs)} on this {where}" if secs is not None else ""))
+    data = sorted({d for u in units for d in needs(u)["datasets"]})
+    weights = sorted({w for u in units for w in needs(u)["weights"]})
+    print(f"  datasets: {', '.join(data) or 'none on disk (offline or synthetic data)'}")
+    print(f"  public weights: {', '.join(weights) or 'none'}")
+    if timer is not None:
+        todo = sum(cost[u] for u in units if not stored[u])
+        unit_hours = todo / 3600
+        longest = max((u for u in units if not stored[u]), key=lambda u: cost[u], default=None)
+        print(f"  estimated compute of the {sum(not s for s in stored.values())} missing units: {_fmt(todo)} "
+              f"({unit_hours:.1f} {where}-hours on this {timer.device}; timing took {time.perf_counter() - t0:.0f} s)")
+        if longest is not None:
+            print(f"  longest unit: {longest.describe()} ~{_fmt(cost[longest])}")
+    if json_path:
+        rows = [{"key": u.key, "kind": u.kind, "chapters": owners.get(u, []), "deps": [d.key for d in u.deps],
+                 "stored": stored[u], "estimated_seconds": cost[u], "needs": needs(u),
+                 "config": u.to_json()["config"]} for u in units]
+        text = json.dumps({"units": rows}, indent=1)
+        if json_path == "-":
+            sys.stdout.write(text + "\n")
+        else:
+            Path(json_path).write_text(text)
+            print(f"  plan written to {json_path}")
+    return 0

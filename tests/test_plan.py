@@ -1,0 +1,151 @@
+"""The paper profile before any compute: the plan, the preflight, fan-out, and the paper-shaped dry run."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ncutils import fewshot
+from ncutils.book import grids, notebooks
+from ncutils.book.compute import Context, compute
+from ncutils.book.store import Store
+
+ROOT = Path(__file__).resolve().parents[1]
+PAPER_DATASETS = {"cifar10", "cifar100", "aircraft", "dtd", "pets", "flowers102", "mnist", "fashionmnist",
+                  "cifar_fs", "mini_imagenet"}
+PAPER_WEIGHTS = {"resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "densenet121", "densenet169",
+                 "densenet201", "mobilenet_v2", "mnasnet1_0", "googlenet", "inception_v3", "vit_b_32",
+                 "clip_vit_b_32"}  # Chapter 4's CLIP section (TMLR version)
+
+
+def run_book(*args, env=None, timeout=900):
+    return subprocess.run([sys.executable, "-m", "ncutils.book", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def _params(profile: str, number: int, **plumbing) -> dict:
+    nb = next(p for p in notebooks.chapters(ROOT) if notebooks.chapter_number(p) == number)
+    _, name, overrides = notebooks.load_profile(ROOT, profile)
+    return notebooks.chapter_parameters(nb, name, overrides, plumbing)[1]
+
+
+def test_check_lists_every_missing_input_at_once_and_fails_fast(tmp_path):
+    empty = {k: str(tmp_path / k) for k in ("NCUTILS_DATA", "TORCH_HOME", "HF_HOME")}
+    for folder in empty.values():
+        os.makedirs(folder)
+    t0 = time.perf_counter()
+    out = run_book("--profile", "paper", "--check", env=empty, timeout=120)
+    seconds = time.perf_counter() - t0
+    assert out.returncode != 0 and seconds < 60, (seconds, out.stdout[-2000:], out.stderr[-2000:])
+    missing_data = {line.split("MISSING dataset ")[1].split(":")[0] for line in out.stdout.splitlines()
+                    if "MISSING dataset " in line}
+    missing_weights = {line.split("MISSING weights ")[1].split(":")[0] for line in out.stdout.splitlines()
+                       if "MISSING weights " in line}
+    assert missing_data == PAPER_DATASETS and missing_weights == PAPER_WEIGHTS
+    assert "python -m ncutils.data download cifar10" in out.stdout
+    assert "python -m ncutils.hub download" in out.stdout and "nothing was computed" in out.stdout
+
+
+def test_a_paper_run_checks_its_inputs_before_computing_anything(tmp_path):
+    empty = {k: str(tmp_path / k) for k in ("NCUTILS_DATA", "TORCH_HOME", "HF_HOME")}
+    out = run_book("--profile", "paper", "--only", "5", "--no-build", "--store", str(tmp_path / "store"), env=empty,
+                   timeout=120)
+    assert out.returncode != 0 and "MISSING dataset cifar10" in out.stdout
+    assert not (tmp_path / "store").exists()  # nothing ran
+
+
+def test_the_plan_shows_few_shot_backbones_trained_on_meta_train_classes_only(tmp_path):
+    out = run_book("--profile", "paper", "--plan", "--no-timing", "--json", str(tmp_path / "plan.json"),
+                   "--store", str(tmp_path / "store"), timeout=300)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    assert "04_downstream" in out.stdout and "units" in out.stdout
+    units = json.loads((tmp_path / "plan.json").read_text())["units"]
+    assert len({u["chapters"][0] for u in units if u["chapters"]}) == 6
+    episodes = [u for u in units if u["kind"] == "fewshot_eval"]
+    assert len(episodes) == 6  # (CIFAR-FS, miniImageNet) x (ConvNet4, ResNet12, SEResNet12)
+    for u in episodes:
+        train = u["config"]["backbone"]["source"]["config"]["data"]
+        test = u["config"]["data"]
+        assert train["split"] == "train" and train["num_classes"] == 64 and test["split"] == "test"
+        assert u["config"]["backbone"]["source"]["config"]["num_classes"] == 64
+        if train["source"] == "cifar_fs":
+            assert train["classes"] == list(fewshot.CIFAR_FS_TRAIN_CLASSES)
+            assert not set(train["classes"]) & set(test["classes"]) and len(test["classes"]) == 20
+        recipe = u["config"]["backbone"]["source"]["config"]
+        assert (recipe["lr"], recipe["weight_decay"], recipe["batch_size"]) == (0.05, 5e-4, 64)
+        assert recipe["schedule"]["kind"] == "step"
+    convnet = next(u for u in episodes if u["config"]["backbone"]["source"]["config"]["network"]["arch"] == "convnet4")
+    assert convnet["config"]["backbone"]["source"]["config"]["network"]["hidden"] == 64
+    mini = [u for u in episodes if u["config"]["data"]["source"] == "mini_imagenet"]
+    assert mini and all(u["config"]["data"]["image_size"] == 84 for u in mini)
+    inception = [
+        u for u in units if u["kind"] == "transfer_scores" and u["config"]["encoder"] == {"public": "inception_v3"}
+    ]
+    assert inception and all(u["config"]["data"]["image_size"] == 299 for u in inception)
+
+
+def test_the_plan_estimates_cost_by_timing_real_steps(tmp_path):
+    out = run_book("--profile", "smoke", "--only", "3", "--plan", "--store", str(tmp_path), timeout=300)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    assert "estimated compute" in out.stdout and "CPU-hours" in out.stdout
+
+
+# --------------------------------------------------------------------------- the paper-shaped dry run
+@pytest.mark.slow
+def test_paper_dry_run_executes_one_unit_of_every_kind(tmp_path):
+    """A fast subset of ``--profile paper --dry-run``: the cheapest unit of each kind at the paper's shapes."""
+    from ncutils.book import plan, units
+
+    units._load_kinds()
+    timer = plan._Timer("cpu")
+    chosen = {}
+    for n in grids.GRIDS:
+        for u in grids.all_units(grids.grid(n, _params("paper", n, dry_run=True))):
+            cost = plan.estimate(u, timer)
+            if u.kind not in chosen or cost < chosen[u.kind][0]:
+                chosen[u.kind] = (cost, u)
+    assert set(chosen) == set(units.KINDS)
+    ctx = Context(Store(tmp_path))
+    for _, u in chosen.values():
+        assert all(d.get("stand_in") for d in plan._walk(u.config) if plan._is_dataset(d))
+        result = compute(u, ctx)
+        assert result is not None
+    sizes = {u.config["data"]["image_size"] for _, u in chosen.values() if "data" in u.config
+             and isinstance(u.config["data"], dict) and "image_size" in u.config["data"]}
+    assert sizes & {32, 84, 224, 299, 384}
+
+
+# --------------------------------------------------------------------------- fan-out
+def _unit_results(path: Path) -> dict:
+    record = json.loads(path.read_text())
+    return {k: v["result"] for k, v in record["units"].items() if v["kind"] != "nc1_cost"}  # nc1_cost: timings
+
+
+@pytest.mark.slow
+def test_local_executor_with_two_workers_gives_the_sequential_results(tmp_path):
+    """Units computed by submitit's local executor in two processes equal those computed in the notebook."""
+    outs = {}
+    for how, extra in (("sequential", []), ("local", ["--executor", "local", "--workers", "2"])):
+        label = f"fanout-{how}-{tmp_path.name}"
+        profile = ROOT / "book" / "profiles" / f"{label}.yaml"
+        profile.write_text((ROOT / "book" / "profiles" / "smoke.yaml").read_text() + "profile: smoke\n")
+        try:
+            out = run_book("--profile", str(profile), "--only", "1", "3", "--no-build", "--quiet",
+                           "--store", str(tmp_path / how), *extra)
+            assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+            outs[how] = {ch: _unit_results(ROOT / "_build" / label / "src" / "book" / f"{ch}.json")
+                         for ch in ("01_nc_metrics", "03_pretraining")}
+            if how == "local":
+                assert "fan-out (local)" in out.stdout and "0 failed" in out.stdout
+        finally:
+            profile.unlink(missing_ok=True)
+            import shutil
+
+            shutil.rmtree(ROOT / "_build" / label, ignore_errors=True)
+    stored = list((tmp_path / "local").glob("pretrain/*.json"))
+    assert stored and all(json.loads(p.read_text())["provenance"]["pid"] for p in stored)
+    assert outs["local"] == outs["sequential"]

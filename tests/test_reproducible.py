@@ -1,0 +1,52 @@
+"""Two runs on one machine give identical results: the cpu profile's source model and its transfer, and a
+whole cheap chapter run twice into separate stores."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ncutils.book import grids, profiles
+from ncutils.book.compute import Context
+from ncutils.book.store import Store
+
+ROOT = Path(__file__).resolve().parents[1]
+TIMING = {"seconds", "reference s", "ncutils s", "speed-up", "ncutils GPU s", "peak_mib", "started", "finished"}
+
+
+def _strip(x):
+    """A result without its wall-clock fields (the only part allowed to differ between runs)."""
+    if isinstance(x, dict):
+        return {k: _strip(v) for k, v in x.items() if k not in TIMING and not k.endswith("seconds")}
+    if isinstance(x, list):
+        return [_strip(v) for v in x]
+    return x
+
+
+def test_a_cpu_source_model_and_its_transfer_are_identical_across_runs(tmp_path):
+    p = profiles.get("cpu")
+    model = p.source_model("resnet18", epochs=1)  # the cpu recipe, one epoch: the same code path, cheap
+    probe = grids.probe(p, {"source": model}, p.downstream_names[1], epochs=2, seed=0)
+    results = []
+    for run in ("a", "b"):
+        ctx = Context(Store(tmp_path / run), device="cpu", progress=False)
+        results.append((_strip(ctx.result(model)), _strip(ctx.result(probe))))
+    assert results[0] == results[1]
+    assert results[0][0]["train_accuracy"] > 100 / model.config["num_classes"]  # it learned something
+
+
+@pytest.mark.slow
+def test_chapter_one_of_the_cpu_book_is_identical_across_runs(tmp_path):
+    import papermill as pm
+
+    records = []
+    for run in ("a", "b"):
+        out = tmp_path / run
+        out.mkdir()
+        pm.execute_notebook(str(ROOT / "book" / "01_nc_metrics.ipynb"), str(out / "nb.ipynb"), cwd=str(ROOT / "book"),
+                            parameters={"results_path": str(out / "ch1.json"), "store_dir": str(out / "store"),
+                                        "progress": False}, kernel_name="python3", progress_bar=False)
+        rec = json.loads((out / "ch1.json").read_text())
+        # the cost units time two implementations: their timings differ, their values must not
+        records.append(_strip({"units": rec["units"], "results": rec["results"]}))
+    assert records[0] == records[1]

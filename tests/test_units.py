@@ -1,0 +1,192 @@
+"""Units keyed by their complete configuration and code; the store; computing and reusing results."""
+
+import copy
+import json
+import subprocess
+import sys
+import textwrap
+import warnings
+from pathlib import Path
+
+import pytest
+
+from ncutils.book import grids, units
+from ncutils.book.compute import Context, MissingResult, compute
+from ncutils.book.store import Store
+from ncutils.book.units import KINDS, Unit
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# --------------------------------------------------------------------------- the smoke grids' units
+def _smoke_params(number: int) -> dict:
+    from ncutils.book import notebooks
+
+    nb = next(p for p in notebooks.chapters(ROOT) if notebooks.chapter_number(p) == number)
+    _, _, overrides = notebooks.load_profile(ROOT, "smoke")
+    return notebooks.chapter_parameters(nb, "smoke", overrides, {})[1]
+
+
+@pytest.fixture(scope="module")
+def smoke_units() -> dict[str, Unit]:
+    """One unit of every kind, from the smoke profile's chapter grids (the cheapest of each kind)."""
+    found: dict[str, Unit] = {}
+    for n in grids.GRIDS:
+        for u in grids.all_units(grids.grid(n, _smoke_params(n))):
+            found.setdefault(u.kind, u)
+    return found
+
+
+def test_the_smoke_grids_use_every_kind(smoke_units):
+    units._load_kinds()
+    assert set(smoke_units) == set(KINDS)
+
+
+def _mutations(value):
+    """Ways to change one configuration value (each must give another key)."""
+    if isinstance(value, Unit):
+        return [Unit(value.kind, {**value.config, "seed": value.config.get("seed", 0) + 1})]
+    if isinstance(value, bool):
+        return [not value]
+    if isinstance(value, int):
+        return [value + 1]
+    if isinstance(value, float):
+        return [value * 2 + 1]
+    if isinstance(value, str):
+        return [value + "x"]
+    if value is None:
+        return [1]
+    if isinstance(value, list):
+        return [value[:-1] if value else [0], [*value, value[-1] if value else 1]]
+    if isinstance(value, dict):
+        out = []
+        for k, v in value.items():
+            for m in _mutations(v):
+                out.append({**value, k: m})
+        return out[:3] + [{**value, "extra": 1}]
+    raise TypeError(type(value))
+
+
+@pytest.mark.parametrize("kind", sorted(["nc_constructed", "nc_surrogates", "nc1_cost", "nc_streaming", "pretrain",
+                                         "probe", "layerwise_probe", "layer_nc", "fewshot_eval", "finetune",
+                                         "param_percentages", "transfer_scores"]))
+def test_every_field_of_a_configuration_is_in_the_key(kind, smoke_units):
+    u = smoke_units[kind]
+    assert u.key.startswith(f"{kind}-") and u.key == Unit(kind, copy.deepcopy(dict(u.config))).key
+    for field, value in u.config.items():
+        for changed in _mutations(value):
+            other = Unit(kind, {**u.config, field: changed})
+            assert other.key != u.key, f"{kind}: changing {field} to {changed!r} kept the key"
+
+
+@pytest.mark.parametrize("kind", ["nc_streaming", "pretrain", "probe", "layer_nc", "layerwise_probe",
+                                  "fewshot_eval", "finetune", "transfer_scores"])
+def test_units_are_computed_once_and_recomputed_when_a_field_changes(kind, smoke_units, tmp_path, monkeypatch):
+    u = smoke_units[kind]
+    calls = []
+    fn = KINDS[kind].fn
+    monkeypatch.setitem(KINDS, kind, units.Kind(kind, lambda c, ctx: calls.append(1) or fn(c, ctx),
+                                                KINDS[kind].module, "", KINDS[kind].stores_weights))
+    store = Store(tmp_path)
+    first = compute(u, Context(store))
+    assert calls == [1]
+    again = compute(u, Context(store))  # a new context: read from the store, not recomputed
+    assert calls == [1] and json.dumps(again, sort_keys=True) == json.dumps(first, sort_keys=True)
+    seed_field = "seed" if "seed" in u.config else next(iter(u.config))
+    changed = Unit(kind, {**u.config, seed_field: _mutations(u.config[seed_field])[0]})
+    compute(changed, Context(store))
+    assert calls == [1, 1]
+
+
+def test_a_dependency_changes_the_key_of_what_uses_it(smoke_units):
+    probe = smoke_units["probe"]
+    source = probe.config["encoder"]["source"]
+    retrained = Unit("pretrain", {**source.config, "epochs": source.config["epochs"] + 1})
+    other = Unit("probe", {**probe.config, "encoder": {"source": retrained}})
+    assert other.key != probe.key and other.deps == (retrained,)
+    assert probe.closure()[-1] == probe and source in probe.closure()
+
+
+def test_configurations_must_be_exact_json():
+    with pytest.raises(TypeError, match="finite"):
+        units.unit("nc_streaming", sigma=float("nan"))
+    with pytest.raises(TypeError, match="JSON values"):
+        units.unit("nc_streaming", sigma=object())
+    with pytest.raises(ValueError, match="unknown unit kind"):
+        units.unit("no_such_kind")
+
+
+# --------------------------------------------------------------------------- code fingerprints
+def test_code_fingerprint_ignores_docstrings_and_comments_but_not_code():
+    src = '''"""Module doc."""\n\ndef f(x):\n    """Doc."""\n    return x + 1  # comment\n'''
+    same = '''"""Another doc."""\n\ndef f(x):\n    """Reworded."""\n    # a new comment\n    return x + 1\n'''
+    other = '''"""Module doc."""\n\ndef f(x):\n    """Doc."""\n    return x + 2\n'''
+    assert units.source_digest(src) == units.source_digest(same) != units.source_digest(other)
+
+
+def test_code_fingerprint_follows_the_library_code_a_kind_runs():
+    closure = units.closure_of_modules("ncutils.book.experiments.finetuning")
+    wanted = {"ncutils.finetune.loop", "ncutils.finetune.methods", "ncutils.metrics", "ncutils.book.datasets"}
+    assert wanted <= set(closure)
+    assert "ncutils.book.experiments.scores" not in closure and "ncutils.book.cli" not in closure
+    assert "ncutils.pretrain.adversarial" not in units.closure_of_modules("ncutils.book.experiments.metrics")
+
+
+# --------------------------------------------------------------------------- the store
+def _cheap(seed: int) -> Unit:
+    return units.unit("nc_streaming", classes=3, dim=4, per_class=5, sigma=0.5, batch_size=4, seed=seed)
+
+
+def test_a_damaged_record_is_named_and_recomputed(tmp_path):
+    store = Store(tmp_path)
+    u = _cheap(0)
+    good = compute(u, Context(store))
+    path = store.path(u)
+    path.write_text(path.read_text().replace('"nc1"', '"nc1 "', 1))  # checksum no longer matches
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert store.get(u) is None
+    assert any("damaged result" in str(w.message) and u.key in str(w.message) for w in caught)
+    assert list(tmp_path.glob("nc_streaming/*.damaged-*"))
+    assert compute(u, Context(store)) == good and store.get(u) == good
+    path.write_text("{not json")
+    with pytest.warns(UserWarning, match="not valid JSON"):
+        assert store.get(u) is None
+
+
+def test_missing_results_fail_fast_when_this_run_may_not_compute(tmp_path):
+    with pytest.raises(MissingResult, match="may not compute"):
+        compute(_cheap(1), Context(Store(tmp_path), compute_missing=False))
+
+
+def test_fresh_recomputes_what_was_stored_before_the_run(tmp_path):
+    import time
+
+    store = Store(tmp_path)
+    u = _cheap(2)
+    compute(u, Context(store))
+    first = store.read(u)["provenance"]["finished_at"]
+    fresh = Store(tmp_path, fresh_since=time.time())
+    assert fresh.get(u) is None
+    compute(u, Context(fresh))
+    assert fresh.read(u)["provenance"]["finished_at"] > first
+
+
+def test_two_processes_writing_one_store_lose_nothing(tmp_path):
+    script = textwrap.dedent(f"""
+        import sys
+        from ncutils.book.compute import Context, compute
+        from ncutils.book.store import Store
+        from ncutils.book.units import unit
+        store = Store({str(tmp_path)!r})
+        for seed in range(int(sys.argv[1]), int(sys.argv[2])):
+            compute(unit("nc_streaming", classes=3, dim=4, per_class=5, sigma=0.5, batch_size=4, seed=seed),
+                    Context(store))
+    """)
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(a), str(b)]) for a, b in ((0, 30), (15, 45))]
+    assert all(p.wait(timeout=300) == 0 for p in procs)
+    store = Store(tmp_path)
+    stored = [store.get(_cheap(s)) for s in range(45)]
+    assert all(r is not None for r in stored)  # every record present and passing its checksum
+    assert len(list(tmp_path.glob("nc_streaming/*.json"))) == 45
+    assert not list(tmp_path.glob("nc_streaming/*.tmp")) and not list(tmp_path.glob("nc_streaming/.*tmp*"))
