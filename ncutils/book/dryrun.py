@@ -54,5 +54,7 @@ def dry(u: Unit, memo: dict[str, Unit] | None = None) -> Unit:
         per_class = PER_CLASS
         if u.kind == "fewshot_eval":  # every class needs k_shot + n_query images
             per_class = max(u.config["shots"]) + u.config["queries"]
+        elif u.kind == "pretrain":  # training drops the last partial batch: at least one full batch
+            per_class = max(PER_CLASS, -(-int(u.config["batch_size"]) // int(u.config["num_classes"])))
         memo[u.key] = Unit(u.kind, _rewrite(u.config, memo, per_class))
     return memo[u.key]
