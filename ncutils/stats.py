@@ -124,10 +124,6 @@ def correlation(x: Sequence[float], y: Sequence[float], *, method: str = "spearm
     if method not in ("spearman", "pearson"):
         raise ValueError(f"method must be 'spearman' or 'pearson'; got {method!r}.")
     xs, ys = _clean(x), _clean(y)
-    if xs.size < MIN_POINTS:  # described in the text, never a verdict's evidence on its own
-        value = float((_st.spearmanr if method == "spearman" else _st.pearsonr)(xs, ys)[0]) if xs.size > 2 else math.nan
-        return Estimate(value, math.nan, math.nan, int(xs.size),
-                        f"{method} over {xs.size} points: fewer than {MIN_POINTS}, no interval")
     if log_x:
         if (xs <= 0).any():
             raise ValueError("log_x needs positive x values.")
@@ -139,6 +135,9 @@ def correlation(x: Sequence[float], y: Sequence[float], *, method: str = "spearm
             return math.nan
         return float(fn(a, b).statistic)
 
+    if xs.size < MIN_POINTS:  # described in the text, never a verdict's evidence on its own
+        return Estimate(stat(xs, ys) if xs.size > 2 else math.nan, math.nan, math.nan, int(xs.size),
+                        f"{method} over {xs.size} points: fewer than {MIN_POINTS}, no interval")
     e = bootstrap_interval(stat, xs, ys, n_boot=n_boot, seed=seed, groups=groups)
     return Estimate(e.value, e.low, e.high, e.n, f"{method} correlation, {e.method}")
 
