@@ -226,16 +226,22 @@ def block(model: nn.Module, unit: int | str) -> tuple[str, nn.Module]:
     return blocks(model)[block_index(model, unit)]
 
 
+def _is_removed_classifier(m: nn.Module) -> bool:
+    """The :class:`~torch.nn.Identity` that :func:`without_classifier` leaves in a classifier's place."""
+    return isinstance(m, nn.Identity) and hasattr(m, "in_features")
+
+
 def linear_path(model: nn.Module) -> str:
     """Module path of the final linear classifier: ``fc`` (ResNets, ncutils nets), ``head`` (timm ViTs),
-    else the last ``nn.Linear``. An ``nn.Identity`` at ``fc`` stands for a removed classifier."""
+    else the last ``nn.Linear``. The Identity left by :func:`without_classifier` stands for the
+    classifier it removed (so the functions below also work on the view)."""
     if isinstance(model, ResNet):
         return "fc"
     if is_vit(model):
         return "head"
     if isinstance(getattr(model, "fc", None), (nn.Linear, nn.Identity)):
         return "fc"  # an Identity stands for a classifier removed by without_classifier()
-    last = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    last = [n for n, m in model.named_modules() if isinstance(m, nn.Linear) or _is_removed_classifier(m)]
     if not last:
         raise TypeError(f"{type(model).__name__} has no nn.Linear classifier.")
     return last[-1]

@@ -179,3 +179,21 @@ def test_clip_layers_include_the_pre_norm(clip_small):
     torch.testing.assert_close(out["penultimate"], m.norm(last)[:, 0])
     nc = features.layerwise_nc(m, dl, layers=[1, "penultimate"], progress=False)
     assert nc["penultimate"]["nc1"] == pytest.approx(nc1(out["penultimate"], out["labels"]), rel=1e-5)
+
+
+def test_a_classifier_inside_a_sequential_survives_without_classifier():
+    """torchvision's MNASNet/MobileNet keep their Linear in ``classifier[1]``: the view from
+    ``without_classifier`` still has a classifier path, feature size and penultimate feature."""
+    from torchvision.models import mnasnet0_5
+
+    torch.manual_seed(0)
+    m = mnasnet0_5(num_classes=4).eval()
+    assert models.linear_path(m) == "classifier.1"
+    view = models.without_classifier(m)
+    assert models.linear_path(view) == "classifier.1" and models.feature_dim(view) == 1280
+    x = next(iter(loader(n=4, size=32)))[0]
+    out = features.extract_features(view, loader(n=4, size=32), ("penultimate",), progress=False)
+    with torch.no_grad():
+        expected = m.layers(x).mean((2, 3))
+    torch.testing.assert_close(out["penultimate"], expected)
+    assert isinstance(m.classifier[1], torch.nn.Linear)  # the original is untouched

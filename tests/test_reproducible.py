@@ -7,20 +7,10 @@ from pathlib import Path
 import pytest
 
 from ncutils.book import grids, profiles
-from ncutils.book.compute import Context
+from ncutils.book.compute import Context, without_timings
 from ncutils.book.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
-TIMING = {"seconds", "reference s", "ncutils s", "speed-up", "ncutils GPU s", "peak_mib", "started", "finished"}
-
-
-def _strip(x):
-    """A result without its wall-clock fields (the only part allowed to differ between runs)."""
-    if isinstance(x, dict):
-        return {k: _strip(v) for k, v in x.items() if k not in TIMING and not k.endswith("seconds")}
-    if isinstance(x, list):
-        return [_strip(v) for v in x]
-    return x
 
 
 def test_a_cpu_source_model_and_its_transfer_are_identical_across_runs(tmp_path):
@@ -30,7 +20,7 @@ def test_a_cpu_source_model_and_its_transfer_are_identical_across_runs(tmp_path)
     results = []
     for run in ("a", "b"):
         ctx = Context(Store(tmp_path / run), device="cpu", progress=False)
-        results.append((_strip(ctx.result(model)), _strip(ctx.result(probe))))
+        results.append((without_timings(ctx.result(model)), without_timings(ctx.result(probe))))
     assert results[0] == results[1]
     assert results[0][0]["train_accuracy"] > 100 / model.config["num_classes"]  # it learned something
 
@@ -48,5 +38,5 @@ def test_chapter_one_of_the_cpu_book_is_identical_across_runs(tmp_path):
                                         "progress": False}, kernel_name="python3", progress_bar=False)
         rec = json.loads((out / "ch1.json").read_text())
         # the cost units time two implementations: their timings differ, their values must not
-        records.append(_strip({"units": rec["units"], "results": rec["results"]}))
+        records.append(without_timings({"units": rec["units"], "results": rec["results"]}))
     assert records[0] == records[1]

@@ -30,14 +30,11 @@ from typing import Any
 
 from ncutils.book import grids
 from ncutils.book.compute import Context
+from ncutils.book.notebooks import FRESH_ENV
 from ncutils.book.store import Store, atomic_write, to_jsonable
 from ncutils.book.units import Unit, canonical
 
 __all__ = ["FRESH_ENV", "PLUMBING", "Chapter", "parameters"]
-
-#: The runner's ``--fresh`` sets this to the run's start time: every chapter of the run recomputes what
-#: was finished before it, and reuses what an earlier chapter of the same run recomputed.
-FRESH_ENV = "NCUTILS_FRESH_SINCE"
 
 #: Parameters that say where and how a chapter runs, not what it computes.
 PLUMBING = ("profile", "results_path", "store_dir", "reuse_results", "compute_missing", "dry_run", "device",

@@ -29,7 +29,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from ncutils.book import notebooks as nbs_
-from ncutils.book.chapter import FRESH_ENV
+from ncutils.book.notebooks import FRESH_ENV
 from ncutils.book.site import Record, build_book, stage
 
 __all__ = ["main"]

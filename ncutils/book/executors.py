@@ -1,17 +1,22 @@
 """Computing a plan's units with submitit: on a Slurm cluster, or in parallel processes on one machine.
 
 :func:`fan_out` submits the units that are not stored yet, in **dependency waves** (a unit is
-submitted once every unit it needs is stored), one submitit job per unit (a job array per wave on
-Slurm). Each job computes its unit into the shared store (:class:`ncutils.book.store.Store`, safe
-for concurrent writers) and nothing else. A rerun skips what is stored and resubmits only what is
-missing or failed; a failed unit is reported with the path of its log, and the units that need it
-are skipped (reported too).
+submitted once every unit it needs is stored). Each job computes units into the shared store
+(:class:`ncutils.book.store.Store`, safe for concurrent writers) and nothing else. A rerun skips what
+is stored and resubmits only what is missing or failed; a failed unit is reported with the path of
+its log, and the units that need it are skipped (reported too).
 
-``--executor local --workers N`` uses submitit's local executor: at most ``N`` units at a time,
-each pinned to its own GPU on a multi-GPU machine (``CUDA_VISIBLE_DEVICES``), or with
-``cores / N`` threads each on a CPU. ``--executor slurm`` takes the partition, GPUs per unit, time
+``--executor slurm`` submits one job-array task per unit and takes the partition, GPUs per unit, time
 limit, CPUs, memory and any extra ``#SBATCH`` options from the command line or a YAML file
 (``--slurm-config``, keys as the long options without ``--slurm-``).
+
+``--executor local --workers N`` uses submitit's local executor with one job per worker and wave:
+the wave's units are dealt to the ``N`` workers by estimated cost (largest first, to the least
+loaded), and each job computes its share one unit after another, so the seconds a fresh Python
+process needs to import torch are paid once per worker and wave, not once per unit. Each worker is
+pinned to its own GPU on a multi-GPU machine (``CUDA_VISIBLE_DEVICES``), or runs ``cores / N``
+threads on a CPU (never more than this process's torch threads, so ``OMP_NUM_THREADS`` caps them as
+it caps the sequential run). A failing unit fails alone: its job goes on with the next one.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from ncutils.book.compute import Context, compute
 from ncutils.book.store import Store
 from ncutils.book.units import Unit
 
-__all__ = ["add_slurm_arguments", "fan_out", "run_unit_job", "slurm_parameters", "waves"]
+__all__ = ["add_slurm_arguments", "fan_out", "run_unit_job", "run_units_job", "slurm_parameters", "waves"]
 
 SLURM_KEYS = ("partition", "gpus", "time", "cpus", "mem_gb", "array_parallelism", "setup", "options")
 
@@ -106,6 +111,25 @@ def run_unit_job(u: Unit, key: str, store_root: str, fresh_since: float | None, 
     return u.key
 
 
+def run_units_job(batch: Sequence[tuple[Unit, str]], store_root: str, fresh_since: float | None,
+                  data_root: str | None, threads: int | None) -> dict[str, str | None]:
+    """The body of one local job: compute each ``(unit, key)`` of ``batch`` in turn; returns ``{key: None}``
+    for a unit stored, ``{key: error}`` for one that failed (the others are still computed)."""
+    import traceback
+
+    out: dict[str, str | None] = {}
+    for u, key in batch:
+        print(f"unit {key}: {u.describe()}", flush=True)
+        try:
+            run_unit_job(u, key, store_root, fresh_since, data_root, threads)
+            out[key] = None
+        except Exception as err:  # reported per unit by fan_out; the job goes on
+            traceback.print_exc()
+            lines = str(err).strip().splitlines()
+            out[key] = f"{type(err).__name__}: {lines[-1] if lines else ''}"
+    return out
+
+
 def _executors(kind: str, log_dir: Path, args: argparse.Namespace):
     """The submitit executors to spread units over: one per local worker slot, or one Slurm executor."""
     import submitit
@@ -119,7 +143,7 @@ def _executors(kind: str, log_dir: Path, args: argparse.Namespace):
 
     gpus = torch.cuda.device_count()
     workers = args.workers or (gpus if gpus else 2)
-    threads = None if gpus else max(1, (os.cpu_count() or 1) // workers)
+    threads = None if gpus else max(1, min(torch.get_num_threads(), (os.cpu_count() or 1) // workers))
     out = []
     for i in range(workers):
         ex = submitit.LocalExecutor(folder=str(log_dir / "%j"))
@@ -154,10 +178,15 @@ def fan_out(units: Sequence[Unit], args: argparse.Namespace, *, store_dir: Path,
         for u, job in jobs.items():
             log = _keep_log(job, store.log_path(u))
             try:
-                job.result()
+                why = job.result()
+                why = why.get(u.key) if isinstance(why, dict) else None
             except Exception as err:  # the job's exception, or submitit's report of a crash
                 lines = str(err).strip().splitlines()
-                failed[u] = f"{lines[-1] if lines else type(err).__name__} (log: {log})"
+                why = lines[-1] if lines else type(err).__name__
+            if why is None and u not in store:
+                why = "the job ended without storing it"
+            if why is not None:
+                failed[u] = f"{why} (log: {log})"
     for u, why in failed.items():
         print(f"  FAILED {u.key} {u.describe()}: {why}")
     done = sum(u in store for u in units)
@@ -167,11 +196,10 @@ def fan_out(units: Sequence[Unit], args: argparse.Namespace, *, store_dir: Path,
 
 def _submit_wave(missing, executors, store, fresh_since, data_root, threads, kind, *, desc, poll_s, progress,
                  tqdm) -> dict:
-    """Submit one wave (a job array on Slurm; at most one running unit per local executor) and wait."""
-    args_of = [(u, u.key, str(store.root), fresh_since, data_root, threads) for u in missing]
-    jobs: dict[Unit, Any] = {}
+    """Submit one wave (a job array on Slurm; one job per local worker) and wait; returns unit -> its job."""
     with tqdm(total=len(missing), desc=desc, unit="unit", disable=not progress) as bar:
         if kind == "slurm":
+            args_of = [(u, u.key, str(store.root), fresh_since, data_root, threads) for u in missing]
             submitted = executors[0].map_array(run_unit_job, *zip(*args_of))
             jobs = dict(zip(missing, submitted))
             while not all(j.done() for j in submitted):
@@ -179,23 +207,39 @@ def _submit_wave(missing, executors, store, fresh_since, data_root, threads, kin
                 bar.refresh()
                 time.sleep(poll_s)
         else:
-            queue = list(zip(missing, args_of))
-            running: dict[int, tuple[Unit, Any]] = {}
-            while queue or running:
-                for slot in range(len(executors)):
-                    if slot not in running and queue:
-                        u, a = queue.pop(0)
-                        running[slot] = (u, executors[slot].submit(run_unit_job, *a))
-                        jobs[u] = running[slot][1]
-                for slot, (_u, job) in list(running.items()):
-                    if job.done():
-                        del running[slot]
-                        bar.update()
-                if running:
+            shares = _deal(missing, len(executors))
+            submitted = [executors[slot].submit(run_units_job, [(u, u.key) for u in share], str(store.root),
+                                                fresh_since, data_root, threads)
+                         for slot, share in enumerate(shares)]
+            jobs = {u: job for share, job in zip(shares, submitted) for u in share}
+            try:
+                while not all(j.done() for j in submitted):
+                    bar.n = sum(u in store for u in missing)
+                    bar.refresh()
                     time.sleep(poll_s)
+            except BaseException:  # Ctrl-C or an error here: local jobs are this machine's processes, stop them
+                for job in submitted:
+                    job.cancel(check=False)
+                raise
         bar.n = len(missing)
         bar.refresh()
     return jobs
+
+
+def _deal(units: Sequence[Unit], workers: int) -> list[list[Unit]]:
+    """``units`` dealt to at most ``workers`` shares of about equal estimated cost (largest first, each to
+    the least loaded share; :class:`ncutils.book.plan.PixelTimer` costs), each share in the plan's order."""
+    from ncutils.book import plan
+
+    timer = plan.PixelTimer()
+    order = {u: i for i, u in enumerate(units)}
+    loads = [0.0] * max(1, min(workers, len(units)))
+    shares: list[list[Unit]] = [[] for _ in loads]
+    for u in sorted(units, key=lambda u: -plan.estimate(u, timer)):
+        k = loads.index(min(loads))
+        shares[k].append(u)
+        loads[k] += plan.estimate(u, timer)
+    return [sorted(share, key=order.__getitem__) for share in shares]
 
 
 def _keep_log(job, dest: Path) -> Path:

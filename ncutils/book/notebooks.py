@@ -23,7 +23,11 @@ from typing import Any
 
 import yaml
 
-__all__ = ["chapter_number", "chapter_parameters", "chapters", "declared_defaults", "declared_parameters",
+#: The runner's ``--fresh`` sets this to the run's start time: every chapter of the run recomputes what
+#: was finished before it, and reuses what an earlier chapter of the same run recomputed.
+FRESH_ENV = "NCUTILS_FRESH_SINCE"
+
+__all__ = ["FRESH_ENV", "chapter_number", "chapter_parameters", "chapters", "declared_defaults", "declared_parameters",
            "execute", "find_root", "load_profile", "machine_roots", "scrub_paths"]
 
 

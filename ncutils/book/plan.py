@@ -23,7 +23,7 @@ from ncutils.book import datasets, grids
 from ncutils.book.store import Store
 from ncutils.book.units import Unit, closure
 
-__all__ = ["chapter_units", "estimate", "flatten", "needs", "show"]
+__all__ = ["PixelTimer", "chapter_units", "estimate", "flatten", "needs", "show"]
 
 
 def chapter_units(params_by_notebook: Mapping[Path, Mapping[str, Any]]) -> dict[str, list[Unit]]:
@@ -141,6 +141,17 @@ class _Timer:
                                   block=cfg["block"])
 
         return self._time(key, make, (s["channels"], s["image_size"], s["image_size"]), cfg["batch_size"], True)
+
+
+class PixelTimer(_Timer):
+    """Cost per image = its number of pixels: ranks units by the work they do without building or timing
+    a network (for dealing units to workers and for choosing cheap units; not for reporting hours)."""
+
+    def __init__(self):
+        super().__init__("cpu")
+
+    def _time(self, key: str, make, shape: tuple[int, ...], batch: int, train: bool) -> float:
+        return float(math.prod(shape)) * (3.0 if train else 1.0)
 
 
 def _backbone_id(b: Mapping[str, Any]) -> Any:

@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown
 
-__all__ = ["compare", "figure", "scale_note", "style", "verdict"]
+__all__ = ["compare", "figure", "glue_figure", "scale_note", "style", "verdict"]
+
 
 def style() -> None:
     """The book's matplotlib defaults."""
@@ -29,6 +30,23 @@ def figure(ncols: int = 1, nrows: int = 1, *, width: float = 3.2, height: float 
     """``plt.subplots`` sized per panel; returns ``(fig, axes)`` with axes always a flat array."""
     fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False, **kw)
     return fig, axes.ravel()
+
+
+def glue_figure(name: str, fig, *, dpi: int = 110) -> None:
+    """Glue ``fig`` under ``name`` as a PNG (for a ``{glue:figure}`` directive) and close it.
+
+    The PNG is rendered here, so a bare :class:`~matplotlib.figure.Figure` made without pyplot (the
+    diagrams of :mod:`ncutils.book.diagrams`) is glued as an image whatever the notebook's backend.
+    """
+    import io
+
+    from IPython.display import Image
+    from myst_nb import glue
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    glue(name, Image(buf.getvalue()), display=False)
+    plt.close(fig)
 
 
 def _short(value) -> str:

@@ -158,18 +158,8 @@ class Profile:
         level = int(base["level"] if level is None else level)
         r = {**self.setting_recipe(base, loss=loss, head_layers=head_layers, level=level, adv_eps=adv_eps),
              **changes}
-        ds = self.dataset(data, "train")
-        adversarial = adv_eps is not None
-        return Unit("pretrain", {
-            "network": self.network(arch), "data": ds, "num_classes": ds["num_classes"],
-            "loss": loss, "loss_options": dict(r.get("loss_options") or {}),
-            "head_layers": int(head_layers), "level": level, "padding": int(r.get("padding", 4)),
-            "adv_eps": None if adv_eps is None else float(adv_eps),
-            "pgd_steps": int(r["pgd_steps"]) if adversarial else None,
-            "epochs": int(r["epochs"]), "lr": float(r["lr"]), "min_lr": float(r["min_lr"]),
-            "momentum": float(r["momentum"]), "weight_decay": float(r["weight_decay"]),
-            "batch_size": int(r["batch_size"]), "schedule": {"kind": "cosine"},
-            "nc_every": r["nc_every"], "seed": int(seed)})
+        return _pretrain_unit(self.network(arch), self.dataset(data, "train"), r, loss=loss, head_layers=head_layers,
+                              level=level, adv_eps=adv_eps, schedule={"kind": "cosine"}, seed=seed)
 
     def random_encoder(self, arch: str, *, seed: int = 0) -> dict:
         """The backbone spec of in-book network ``arch`` with random weights, shaped for the source data
@@ -203,15 +193,26 @@ class Profile:
         setup = self.fewshot_benchmarks()[bench]
         if setup.get("meta_train") is None:
             return self.pretrained(arch, seed=seed) if not self.public_weights else self.pretrained(arch)
-        r, ds = setup["recipe"], setup["meta_train"]
-        return {"source": Unit("pretrain", {
-            "network": self.network(arch), "data": ds, "num_classes": ds["num_classes"], "loss": "ce",
-            "loss_options": {}, "head_layers": 0, "level": int(r["level"]), "padding": int(r.get("padding", 4)),
-            "adv_eps": None, "pgd_steps": None,
-            "epochs": int(r["epochs"]), "lr": float(r["lr"]), "min_lr": 0.0, "momentum": float(r["momentum"]),
-            "weight_decay": float(r["weight_decay"]), "batch_size": int(r["batch_size"]),
-            "schedule": {"kind": "step", "milestones": list(r["milestones"]), "gamma": float(r["gamma"])},
-            "nc_every": None, "seed": int(seed)})}
+        r = {**setup["recipe"], "min_lr": 0.0, "nc_every": None}
+        schedule = {"kind": "step", "milestones": list(r["milestones"]), "gamma": float(r["gamma"])}
+        return {"source": _pretrain_unit(self.network(arch), setup["meta_train"], r, loss="ce", head_layers=0,
+                                         level=int(r["level"]), adv_eps=None, schedule=schedule, seed=seed)}
+
+
+def _pretrain_unit(network: dict, ds: dict, r: Mapping[str, Any], *, loss: str, head_layers: int, level: int,
+                   adv_eps: float | None, schedule: dict, seed: int) -> Unit:
+    """The ``pretrain`` unit of ``network`` on dataset spec ``ds`` with the resolved recipe ``r``."""
+    adversarial = adv_eps is not None
+    return Unit("pretrain", {
+        "network": network, "data": ds, "num_classes": ds["num_classes"],
+        "loss": loss, "loss_options": dict(r.get("loss_options") or {}),
+        "head_layers": int(head_layers), "level": int(level), "padding": int(r.get("padding", 4)),
+        "adv_eps": float(adv_eps) if adversarial else None,
+        "pgd_steps": int(r["pgd_steps"]) if adversarial else None,
+        "epochs": int(r["epochs"]), "lr": float(r["lr"]), "min_lr": float(r["min_lr"]),
+        "momentum": float(r["momentum"]), "weight_decay": float(r["weight_decay"]),
+        "batch_size": int(r["batch_size"]), "schedule": schedule,
+        "nc_every": r["nc_every"], "seed": int(seed)})
 
 
 def _matches(value: Any, condition: Any) -> bool:
