@@ -8,7 +8,8 @@ Every chapter's work is a grid of units (:mod:`ncutils.book.grids`) whose result
 (``_build/<profile>/store`` unless ``--store``), keyed by their complete configuration and code.
 By default each chapter notebook runs in its own process and computes the units it needs as it goes
 (sequential, in-process). ``--executor local|slurm`` first computes the selected chapters' units
-with submitit (in dependency waves, one job per unit), then runs the notebooks, which only read.
+with submitit (in dependency waves; see :mod:`ncutils.book.executors`), then runs the notebooks,
+which only read (with ``--executor local --workers N``, N chapters side by side).
 ``--plan`` lists the units and their estimated cost without computing anything; ``--check`` checks
 that every dataset and weight file is present (a ``paper`` run does this first by itself);
 ``--dry-run`` runs the same plan at the paper's shapes on synthetic stand-ins and random weights,
@@ -24,6 +25,7 @@ import hashlib
 import json
 import os
 import sys
+import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -167,7 +169,9 @@ def main(argv: list[str] | None = None) -> int:
     records = {nb.stem: previous.get(nb.stem, Record(nb.stem, status="not run")) for nb in nbs}
     print(f"ncbook: profile {label}, {len(selected)} of {len(nbs)} chapters -> {out_dir}")
     t_all = time.perf_counter()
-    for i, nb in enumerate(selected, 1):
+    records_lock = threading.Lock()
+
+    def run_chapter(i: int, nb: Path, child_env: dict[str, str]) -> None:
         executed = stage_dir / "book" / nb.name
         injected, _ = params[nb]
         fp = fingerprint(nb, {k: v for k, v in injected.items() if k not in ("reuse_results", "progress",
@@ -177,22 +181,38 @@ def main(argv: list[str] | None = None) -> int:
         if not args.fresh and old and old.status in ("ok", "reused") and old.fingerprint == fp \
                 and executed.exists():
             records[nb.stem] = Record(**{**asdict(old), "status": "reused"})
-            print(f"{tag}: unchanged since {old.finished}, reused")
-            continue
-        status = nbs_.execute(nb, executed, injected, logs / f"{nb.stem}.log", tag, not args.quiet, env=env)
+            print(f"{tag}: unchanged since {old.finished}, reused", flush=True)
+            return
+        status = nbs_.execute(nb, executed, injected, logs / f"{nb.stem}.log", tag, not args.quiet, env=child_env)
         rec = Record(nb.stem, status=status["status"], seconds=status.get("seconds"),
                      peak_mib=status.get("peak_mib"), fingerprint=fp, error=status.get("error"),
                      failed_cell=status.get("failed_cell"), finished=time.strftime("%Y-%m-%d %H:%M"))
         records[nb.stem] = rec
         mem = f", peak {rec.peak_mib:.0f} MiB" if rec.peak_mib else ""
         if rec.status == "ok":
-            print(f"{tag}: ok in {rec.seconds:.1f} s{mem}")
+            print(f"{tag}: ok in {rec.seconds:.1f} s{mem}", flush=True)
         else:
             where = f" in cell In [{rec.failed_cell}]" if rec.failed_cell is not None else ""
             print(f"{tag}: FAILED{where}: {rec.error}\n    executed copy: {executed}\n"
-                  f"    log: {logs / (nb.stem + '.log')}")
-        runs_file.parent.mkdir(parents=True, exist_ok=True)
-        runs_file.write_text(json.dumps([asdict(r) for r in records.values()], indent=1))
+                  f"    log: {logs / (nb.stem + '.log')}", flush=True)
+        with records_lock:  # chapters may finish at once (side by side after a local fan-out)
+            runs_file.parent.mkdir(parents=True, exist_ok=True)
+            runs_file.write_text(json.dumps([asdict(r) for r in records.values()], indent=1))
+
+    # After a local fan-out every unit is stored and the chapters only read results: run them side by side,
+    # one per worker, with the cores shared between them.
+    parallel = args.executor == "local" and (args.workers or 1) > 1 and len(selected) > 1
+    if parallel:
+        from concurrent.futures import ThreadPoolExecutor
+
+        threads = max(1, (os.cpu_count() or 1) // args.workers)
+        child_env = {**env, "OMP_NUM_THREADS": str(threads)}
+        with ThreadPoolExecutor(args.workers) as pool:
+            for done in [pool.submit(run_chapter, i, nb, child_env) for i, nb in enumerate(selected, 1)]:
+                done.result()
+    else:
+        for i, nb in enumerate(selected, 1):
+            run_chapter(i, nb, env)
     runs_file.parent.mkdir(parents=True, exist_ok=True)
     runs_file.write_text(json.dumps([asdict(r) for r in records.values()], indent=1))
 

@@ -59,7 +59,8 @@ class Profile:
     fewshot: Mapping[str, dict] = field(default_factory=dict)  # Table 2: benchmark -> meta-test (and meta-train)
     zoo: Mapping[str, dict] = field(default_factory=dict)      # network specs that differ from network()'s rule
     # per-setting changes to the recipe, in order: ({"loss": "mse"}, {"lr": 0.1}), ({"level": 2}, {"epochs": 60})
-    # (numbers in a condition are lower bounds); what a setting needs to reach the terminal phase
+    # (conditions on loss, head_layers, level, adv_eps, arch; numbers are lower bounds); what a setting
+    # needs to reach the terminal phase
     settings: tuple[tuple[Mapping[str, Any], Mapping[str, Any]], ...] = ()
     # Figs. 4-5 (Chapters 3 and 4): the encoder, augmentation levels and adversarial radii (in 1/255)
     fig4: Mapping[str, Any] = field(default_factory=lambda: {"arch": "resnet18", "levels": [1, 3],
@@ -136,9 +137,9 @@ class Profile:
         return {**self.recipe, **(overrides or {})}
 
     def setting_recipe(self, recipe: Mapping[str, Any], *, loss: str, head_layers: int, level: int,
-                       adv_eps: float | None) -> dict:
+                       adv_eps: float | None, arch: str | None = None) -> dict:
         """``recipe`` with the profile's per-setting changes (:attr:`settings`) for this setting applied."""
-        setting = {"loss": loss, "head_layers": head_layers, "level": level, "adv_eps": adv_eps}
+        setting = {"loss": loss, "head_layers": head_layers, "level": level, "adv_eps": adv_eps, "arch": arch}
         out = dict(recipe)
         for when, changes in self.settings:
             if all(_matches(setting[k], v) for k, v in when.items()):
@@ -156,8 +157,8 @@ class Profile:
         """
         base = recipe or self.recipe
         level = int(base["level"] if level is None else level)
-        r = {**self.setting_recipe(base, loss=loss, head_layers=head_layers, level=level, adv_eps=adv_eps),
-             **changes}
+        r = {**self.setting_recipe(base, loss=loss, head_layers=head_layers, level=level, adv_eps=adv_eps,
+                                   arch=arch), **changes}
         return _pretrain_unit(self.network(arch), self.dataset(data, "train"), r, loss=loss, head_layers=head_layers,
                               level=level, adv_eps=adv_eps, schedule={"kind": "cosine"}, seed=seed)
 
@@ -313,7 +314,8 @@ def _cpu() -> Profile:
                   ({"loss": "supcon", "head_layers": 2}, {"epochs": 40}),
                   ({"head_layers": 3}, {"epochs": 40}),
                   ({"level": 2}, {"epochs": 60}),
-                  ({"adv_eps": 4.5 / 255}, {"epochs": 40})))
+                  ({"adv_eps": 4.5 / 255}, {"epochs": 40}),
+                  ({"arch": "mlp"}, {"epochs": 30})))
 
 
 def _paper() -> Profile:
