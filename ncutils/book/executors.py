@@ -10,10 +10,10 @@ its log, and the units that need it are skipped (reported too).
 limit, CPUs, memory and any extra ``#SBATCH`` options from the command line or a YAML file
 (``--slurm-config``, keys as the long options without ``--slurm-``).
 
-``--executor local --workers N`` uses submitit's local executor with one job per worker and wave:
-the wave's units are dealt to the ``N`` workers by estimated cost (largest first, to the least
-loaded), and each job computes its share one unit after another, so the seconds a fresh Python
-process needs to import torch are paid once per worker and wave, not once per unit. Each worker is
+``--executor local --workers N`` uses submitit's local executor: each wave's units are dealt into
+``3 N`` shares of about equal estimated cost, handed to the ``N`` workers largest first as they free
+up, and each job computes its share one unit after another, so the seconds a fresh Python process
+needs to import torch are paid a few times per worker and wave, not once per unit. Each worker is
 pinned to its own GPU on a multi-GPU machine (``CUDA_VISIBLE_DEVICES``), or runs ``cores / N``
 threads on a CPU (never more than this process's torch threads, so ``OMP_NUM_THREADS`` caps them as
 it caps the sequential run). A failing unit fails alone: its job goes on with the next one.
@@ -36,6 +36,9 @@ from ncutils.book.store import Store
 from ncutils.book.units import Unit
 
 __all__ = ["add_slurm_arguments", "fan_out", "run_unit_job", "run_units_job", "slurm_parameters", "waves"]
+
+#: Local executor: each wave is cut into this many shares per worker (see :func:`_submit_wave`).
+SHARES_PER_WORKER = 3
 
 SLURM_KEYS = ("partition", "gpus", "time", "cpus", "mem_gb", "array_parallelism", "setup", "options")
 
@@ -207,18 +210,28 @@ def _submit_wave(missing, executors, store, fresh_since, data_root, threads, kin
                 bar.refresh()
                 time.sleep(poll_s)
         else:
-            shares = _deal(missing, len(executors))
-            submitted = [executors[slot].submit(run_units_job, [(u, u.key) for u in share], str(store.root),
-                                                fresh_since, data_root, threads)
-                         for slot, share in enumerate(shares)]
-            jobs = {u: job for share, job in zip(shares, submitted) for u in share}
+            # a few shares per worker, handed out largest first as workers free up: the costs are estimates,
+            # so this keeps both workers busy to the end of the wave at the price of a few process starts
+            queue = _deal(missing, SHARES_PER_WORKER * len(executors))
+            running: dict[int, Any] = {}
+            jobs = {}
             try:
-                while not all(j.done() for j in submitted):
+                while queue or running:
+                    for slot in range(len(executors)):
+                        if slot not in running and queue:
+                            share = queue.pop(0)
+                            running[slot] = executors[slot].submit(run_units_job, [(u, u.key) for u in share],
+                                                                   str(store.root), fresh_since, data_root, threads)
+                            jobs.update({u: running[slot] for u in share})
+                    for slot, job in list(running.items()):
+                        if job.done():
+                            del running[slot]
                     bar.n = sum(u in store for u in missing)
                     bar.refresh()
-                    time.sleep(poll_s)
+                    if running:
+                        time.sleep(poll_s)
             except BaseException:  # Ctrl-C or an error here: local jobs are this machine's processes, stop them
-                for job in submitted:
+                for job in running.values():
                     job.cancel(check=False)
                 raise
         bar.n = len(missing)
@@ -226,20 +239,22 @@ def _submit_wave(missing, executors, store, fresh_since, data_root, threads, kin
     return jobs
 
 
-def _deal(units: Sequence[Unit], workers: int) -> list[list[Unit]]:
-    """``units`` dealt to at most ``workers`` shares of about equal estimated cost (largest first, each to
-    the least loaded share; :class:`ncutils.book.plan.PixelTimer` costs), each share in the plan's order."""
+def _deal(units: Sequence[Unit], shares: int) -> list[list[Unit]]:
+    """``units`` dealt to at most ``shares`` shares of about equal estimated cost (largest first, each to the
+    least loaded share; :class:`ncutils.book.plan.PixelTimer` costs), each share in the plan's order, the
+    costliest share first."""
     from ncutils.book import plan
 
     timer = plan.PixelTimer()
     order = {u: i for i, u in enumerate(units)}
-    loads = [0.0] * max(1, min(workers, len(units)))
-    shares: list[list[Unit]] = [[] for _ in loads]
+    loads = [0.0] * max(1, min(shares, len(units)))
+    out: list[list[Unit]] = [[] for _ in loads]
     for u in sorted(units, key=lambda u: -plan.estimate(u, timer)):
         k = loads.index(min(loads))
-        shares[k].append(u)
+        out[k].append(u)
         loads[k] += plan.estimate(u, timer)
-    return [sorted(share, key=order.__getitem__) for share in shares]
+    ranked = sorted(range(len(out)), key=lambda k: -loads[k])
+    return [sorted(out[k], key=order.__getitem__) for k in ranked]
 
 
 def _keep_log(job, dest: Path) -> Path:
