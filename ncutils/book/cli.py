@@ -205,8 +205,9 @@ def main(argv: list[str] | None = None) -> int:
     if parallel:
         from concurrent.futures import ThreadPoolExecutor
 
-        threads = max(1, (os.cpu_count() or 1) // args.workers)
-        child_env = {**env, "OMP_NUM_THREADS": str(threads)}
+        from ncutils.book.executors import cpu_threads
+
+        child_env = {**env, "OMP_NUM_THREADS": str(cpu_threads(args.workers))}
         with ThreadPoolExecutor(args.workers) as pool:
             for done in [pool.submit(run_chapter, i, nb, child_env) for i, nb in enumerate(selected, 1)]:
                 done.result()

@@ -35,7 +35,8 @@ from ncutils.book.compute import Context, compute
 from ncutils.book.store import Store
 from ncutils.book.units import Unit
 
-__all__ = ["add_slurm_arguments", "fan_out", "run_unit_job", "run_units_job", "slurm_parameters", "waves"]
+__all__ = ["add_slurm_arguments", "cpu_threads", "fan_out", "run_unit_job", "run_units_job", "slurm_parameters",
+           "waves"]
 
 #: Local executor: each wave is cut into this many shares per worker (see :func:`_submit_wave`). On the
 #: 2-core machine the cpu book's fan-out took 14 min 16 s with 1 and 15 min 4 s with 3 (process starts).
@@ -134,6 +135,14 @@ def run_units_job(batch: Sequence[tuple[Unit, str]], store_root: str, fresh_sinc
     return out
 
 
+def cpu_threads(workers: int) -> int:
+    """Threads for each of ``workers`` processes sharing this machine's cores (never more than this
+    process's torch threads, so ``OMP_NUM_THREADS`` caps them)."""
+    import torch
+
+    return max(1, min(torch.get_num_threads(), (os.cpu_count() or 1) // workers))
+
+
 def _executors(kind: str, log_dir: Path, args: argparse.Namespace):
     """The submitit executors to spread units over: one per local worker slot, or one Slurm executor."""
     import submitit
@@ -147,7 +156,7 @@ def _executors(kind: str, log_dir: Path, args: argparse.Namespace):
 
     gpus = torch.cuda.device_count()
     workers = args.workers or (gpus if gpus else 2)
-    threads = None if gpus else max(1, min(torch.get_num_threads(), (os.cpu_count() or 1) // workers))
+    threads = None if gpus else cpu_threads(workers)
     out = []
     for i in range(workers):
         ex = submitit.LocalExecutor(folder=str(log_dir / "%j"))
@@ -247,13 +256,14 @@ def _deal(units: Sequence[Unit], shares: int) -> list[list[Unit]]:
     from ncutils.book import plan
 
     timer = plan.PixelTimer()
+    cost = {u: plan.estimate(u, timer) for u in units}
     order = {u: i for i, u in enumerate(units)}
     loads = [0.0] * max(1, min(shares, len(units)))
     out: list[list[Unit]] = [[] for _ in loads]
-    for u in sorted(units, key=lambda u: -plan.estimate(u, timer)):
+    for u in sorted(units, key=lambda u: -cost[u]):
         k = loads.index(min(loads))
         out[k].append(u)
-        loads[k] += plan.estimate(u, timer)
+        loads[k] += cost[u]
     ranked = sorted(range(len(out)), key=lambda k: -loads[k])
     return [sorted(out[k], key=order.__getitem__) for k in ranked]
 
