@@ -163,8 +163,9 @@ def _constructed(seed: int, sigmas=(0.0, 0.5)):
 
 
 def test_local_workers_share_a_wave_and_a_failing_unit_fails_alone(tmp_path):
-    """The local executor deals a wave to its workers (one process each); a unit that raises is reported
-    with its log, the others of its share are still stored, and a rerun computes only what is missing."""
+    """Local workers take a wave's units one by one, each unit computed by the one worker that claims it
+    first; a unit that raises is reported with its log, the others are still stored, and a rerun computes
+    only what is missing."""
     import argparse
 
     from ncutils.book import executors
@@ -172,9 +173,15 @@ def test_local_workers_share_a_wave_and_a_failing_unit_fails_alone(tmp_path):
     good = [_constructed(s) for s in range(5)]
     bad = _constructed(9, sigmas=("not a number",))
     units = [good[0], bad, *good[1:]]
-    shares = executors._deal(units, 2)
-    assert len(shares) == 2 and sorted(map(len, shares)) == [3, 3]
-    assert sorted(u.key for s in shares for u in s) == sorted(u.key for u in units)
+    assert sorted(u.key for u in executors.by_cost(units)) == sorted(u.key for u in units)
+    # two jobs given the same batch and claim folder: the second finds every unit claimed
+    claims = tmp_path / "claims"
+    claims.mkdir()
+    batch = [(u, u.key) for u in good[:2]]
+    first = executors.run_units_job(batch, str(tmp_path / "s0"), None, None, 1, str(claims), 0)
+    second = executors.run_units_job(batch, str(tmp_path / "s0"), None, None, 1, str(claims), 1)
+    assert first == {u.key: None for u in good[:2]} and second == {}
+    assert [executors.claimed_by(claims, u.key) for u in good[:3]] == [0, 0, None]
     args = argparse.Namespace(executor="local", workers=2, quiet=True)
     ok = executors.fan_out(units, args, store_dir=tmp_path / "store", log_dir=tmp_path / "logs", poll_s=0.2)
     store = Store(tmp_path / "store")

@@ -10,13 +10,15 @@ its log, and the units that need it are skipped (reported too).
 limit, CPUs, memory and any extra ``#SBATCH`` options from the command line or a YAML file
 (``--slurm-config``, keys as the long options without ``--slurm-``).
 
-``--executor local --workers N`` uses submitit's local executor: each wave's units are dealt into
-``SHARES_PER_WORKER * N`` shares of about equal estimated cost, handed to the ``N`` workers largest
-first as they free up, and each job computes its share one unit after another, so the seconds a
-fresh Python process needs to import torch are paid once per share, not once per unit. Each worker is
-pinned to its own GPU on a multi-GPU machine (``CUDA_VISIBLE_DEVICES``), or runs ``cores / N``
-threads on a CPU (never more than this process's torch threads, so ``OMP_NUM_THREADS`` caps them as
-it caps the sequential run). A failing unit fails alone: its job goes on with the next one.
+``--executor local --workers N`` uses submitit's local executor: each wave starts one job per worker,
+and every job walks the wave's units from the costliest down (estimated by
+:class:`ncutils.book.plan.PixelTimer`), computing each unit that no other job has claimed yet (a claim is
+a file created atomically in the wave's claim folder). A worker that finishes early thus takes the next
+unit instead of idling while another works through a share dealt in advance from wrong estimates, and
+the seconds a fresh Python process needs to import torch are paid once per worker and wave. Each
+worker is pinned to its own GPU on a multi-GPU machine (``CUDA_VISIBLE_DEVICES``), or runs
+``cores / N`` threads on a CPU (never more than this process's torch threads, so ``OMP_NUM_THREADS``
+caps them as it caps the sequential run). A failing unit fails alone: its job goes on with the next one.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,12 +38,8 @@ from ncutils.book.compute import Context, compute
 from ncutils.book.store import Store
 from ncutils.book.units import Unit
 
-__all__ = ["add_slurm_arguments", "cpu_threads", "fan_out", "run_unit_job", "run_units_job", "slurm_parameters",
-           "waves"]
-
-#: Local executor: each wave is cut into this many shares per worker (see :func:`_submit_wave`). On the
-#: 2-core machine the cpu book's fan-out took 14 min 16 s with 1 and 15 min 4 s with 3 (process starts).
-SHARES_PER_WORKER = 1
+__all__ = ["add_slurm_arguments", "by_cost", "claim", "claimed_by", "cpu_threads", "fan_out", "run_unit_job",
+           "run_units_job", "slurm_parameters", "waves"]
 
 SLURM_KEYS = ("partition", "gpus", "time", "cpus", "mem_gb", "array_parallelism", "setup", "options")
 
@@ -117,13 +116,20 @@ def run_unit_job(u: Unit, key: str, store_root: str, fresh_since: float | None, 
 
 
 def run_units_job(batch: Sequence[tuple[Unit, str]], store_root: str, fresh_since: float | None,
-                  data_root: str | None, threads: int | None) -> dict[str, str | None]:
+                  data_root: str | None, threads: int | None, claim_dir: str | None = None,
+                  worker: int = 0) -> dict[str, str | None]:
     """The body of one local job: compute each ``(unit, key)`` of ``batch`` in turn; returns ``{key: None}``
-    for a unit stored, ``{key: error}`` for one that failed (the others are still computed)."""
+    for a unit stored, ``{key: error}`` for one that failed (the others are still computed).
+
+    With ``claim_dir``, the job computes only the units it claims first (see :func:`claim`), so several
+    jobs given the same ``batch`` share it out as they go; ``worker`` is written into the claims.
+    """
     import traceback
 
     out: dict[str, str | None] = {}
     for u, key in batch:
+        if claim_dir is not None and not claim(Path(claim_dir), key, worker):
+            continue
         print(f"unit {key}: {u.describe()}", flush=True)
         try:
             run_unit_job(u, key, store_root, fresh_since, data_root, threads)
@@ -133,6 +139,26 @@ def run_units_job(batch: Sequence[tuple[Unit, str]], store_root: str, fresh_sinc
             lines = str(err).strip().splitlines()
             out[key] = f"{type(err).__name__}: {lines[-1] if lines else ''}"
     return out
+
+
+def claim(claim_dir: Path, key: str, worker: int) -> bool:
+    """Claim unit ``key`` for ``worker``: True for the first caller only (the claim file is created with
+    ``O_EXCL``, atomic among processes on one machine's file system)."""
+    try:
+        fd = os.open(claim_dir / key, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "w") as f:
+        f.write(str(worker))
+    return True
+
+
+def claimed_by(claim_dir: Path, key: str) -> int | None:
+    """The worker that claimed ``key``, or None when no worker did."""
+    try:
+        return int((claim_dir / key).read_text() or "0")
+    except (OSError, ValueError):
+        return None
 
 
 def cpu_threads(workers: int) -> int:
@@ -186,7 +212,7 @@ def fan_out(units: Sequence[Unit], args: argparse.Namespace, *, store_dir: Path,
         missing = [u for u in wave if u not in blocked and u not in store]
         if not missing:
             continue
-        jobs = _submit_wave(missing, executors, store, fresh_since, data_root, threads, args.executor,
+        jobs = _submit_wave(missing, executors, store, fresh_since, data_root, threads, args.executor, log_dir,
                             desc=f"wave {i}/{len(plan)}", poll_s=poll_s, progress=not args.quiet, tqdm=tqdm)
         for u, job in jobs.items():
             log = _keep_log(job, store.log_path(u))
@@ -207,8 +233,8 @@ def fan_out(units: Sequence[Unit], args: argparse.Namespace, *, store_dir: Path,
     return not failed
 
 
-def _submit_wave(missing, executors, store, fresh_since, data_root, threads, kind, *, desc, poll_s, progress,
-                 tqdm) -> dict:
+def _submit_wave(missing, executors, store, fresh_since, data_root, threads, kind, log_dir, *, desc, poll_s,
+                 progress, tqdm) -> dict:
     """Submit one wave (a job array on Slurm; one job per local worker) and wait; returns unit -> its job."""
     with tqdm(total=len(missing), desc=desc, unit="unit", disable=not progress) as bar:
         if kind == "slurm":
@@ -220,52 +246,38 @@ def _submit_wave(missing, executors, store, fresh_since, data_root, threads, kin
                 bar.refresh()
                 time.sleep(poll_s)
         else:
-            # shares handed out largest first as workers free up (more shares per worker even out wrong
-            # cost estimates, at the price of more process starts)
-            queue = _deal(missing, SHARES_PER_WORKER * len(executors))
-            running: dict[int, Any] = {}
-            jobs = {}
+            # every worker gets the whole wave, costliest first, and computes the units it claims first
+            log_dir.mkdir(parents=True, exist_ok=True)
+            claims = Path(tempfile.mkdtemp(prefix="claims-", dir=log_dir))
+            batch = [(u, u.key) for u in by_cost(missing)]
+            running = [ex.submit(run_units_job, batch, str(store.root), fresh_since, data_root, threads,
+                                 str(claims), i) for i, ex in enumerate(executors[:len(missing)])]
             try:
-                while queue or running:
-                    for slot in range(len(executors)):
-                        if slot not in running and queue:
-                            share = queue.pop(0)
-                            running[slot] = executors[slot].submit(run_units_job, [(u, u.key) for u in share],
-                                                                   str(store.root), fresh_since, data_root, threads)
-                            jobs.update({u: running[slot] for u in share})
-                    for slot, job in list(running.items()):
-                        if job.done():
-                            del running[slot]
+                while not all(j.done() for j in running):
                     bar.n = sum(u in store for u in missing)
                     bar.refresh()
-                    if running:
-                        time.sleep(poll_s)
+                    time.sleep(poll_s)
             except BaseException:  # Ctrl-C or an error here: local jobs are this machine's processes, stop them
-                for job in running.values():
+                for job in running:
                     job.cancel(check=False)
                 raise
+            finally:
+                jobs = {u: running[min(claimed_by(claims, u.key) or 0, len(running) - 1)] for u in missing}
+                shutil.rmtree(claims, ignore_errors=True)
         bar.n = len(missing)
         bar.refresh()
     return jobs
 
 
-def _deal(units: Sequence[Unit], shares: int) -> list[list[Unit]]:
-    """``units`` dealt to at most ``shares`` shares of about equal estimated cost (largest first, each to the
-    least loaded share; :class:`ncutils.book.plan.PixelTimer` costs), each share in the plan's order, the
-    costliest share first."""
+def by_cost(units: Sequence[Unit]) -> list[Unit]:
+    """``units`` from the costliest down (:class:`ncutils.book.plan.PixelTimer` estimates; ties keep the
+    plan's order), the order in which local workers take them: the long units start first, and the short
+    ones at the end fill the gaps."""
     from ncutils.book import plan
 
     timer = plan.PixelTimer()
     cost = {u: plan.estimate(u, timer) for u in units}
-    order = {u: i for i, u in enumerate(units)}
-    loads = [0.0] * max(1, min(shares, len(units)))
-    out: list[list[Unit]] = [[] for _ in loads]
-    for u in sorted(units, key=lambda u: -cost[u]):
-        k = loads.index(min(loads))
-        out[k].append(u)
-        loads[k] += cost[u]
-    ranked = sorted(range(len(out)), key=lambda k: -loads[k])
-    return [sorted(out[k], key=order.__getitem__) for k in ranked]
+    return sorted(units, key=lambda u: -cost[u])
 
 
 def _keep_log(job, dest: Path) -> Path:
