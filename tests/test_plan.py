@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from ncutils import fewshot
-from ncutils.book import grids, notebooks
+from ncutils.book import grids, notebooks, units
 from ncutils.book.compute import Context, compute, without_timings
 from ncutils.book.store import Store
 
@@ -98,14 +98,15 @@ def test_the_plan_estimates_cost_by_timing_real_steps(tmp_path):
 # --------------------------------------------------------------------------- the paper-shaped dry run
 @pytest.mark.slow
 def test_paper_dry_run_executes_one_unit_of_every_kind(tmp_path):
-    """A fast subset of ``--profile paper --dry-run``: the cheapest unit of each kind at the paper's shapes."""
+    """A fast subset of ``--profile paper --dry-run`` at its CPU scale: the cheapest unit of each kind at the
+    paper's shapes."""
     from ncutils.book import plan, units
 
     units._load_kinds()
     timer = plan.PixelTimer()  # ranks units without timing the ~40 paper networks (minutes on a CPU)
     chosen = {}
     for n in grids.GRIDS:
-        for u in grids.all_units(grids.grid(n, _params("paper", n, dry_run=True))):
+        for u in grids.all_units(grids.grid(n, _params("paper", n, dry_run="minimal"))):
             cost = plan.estimate(u, timer)
             if u.kind not in chosen or cost < chosen[u.kind][0]:
                 chosen[u.kind] = (cost, u)
@@ -118,6 +119,29 @@ def test_paper_dry_run_executes_one_unit_of_every_kind(tmp_path):
     sizes = {u.config["data"]["image_size"] for _, u in chosen.values() if "data" in u.config
              and isinstance(u.config["data"], dict) and "image_size" in u.config["data"]}
     assert sizes & {32, 84, 224, 299, 384}
+
+
+def test_dry_run_scales_keep_the_paper_shapes():
+    """Both dry-run scales keep every network, image size and class count; the batch scale gives pre-training
+    at least one full batch of the paper's size, the minimal scale few images and small batches."""
+    from ncutils.book import datasets, dryrun
+
+    real = {u.key: u for u in grids.all_units(grids.grid(3, _params("paper", 3)))}
+    for scale in dryrun.SCALES:
+        for u in grids.all_units(grids.grid(3, _params("paper", 3, dry_run=scale))):
+            if u.kind != "pretrain":
+                continue
+            d, batch = u.config["data"], u.config["batch_size"]
+            assert d["stand_in"] and d["num_classes"] == u.config["num_classes"] == 100
+            assert d["image_size"] == 32 and u.config["epochs"] == 1
+            twin = next(r for r in real.values() if r.kind == "pretrain" and r.config["network"] == u.config["network"])
+            if scale == "batch":
+                assert batch == twin.config["batch_size"] and datasets.size(d) >= batch
+            else:
+                assert batch == dryrun.MINIMAL_BATCH and datasets.size(d) == 2 * dryrun.MINIMAL_CLASSES
+    labels = datasets.build(datasets.stand_in({"source": "cifar100", "split": "train", "num_classes": 100,
+                                               "image_size": 8, "channels": 3}, per_class=2, present=4))
+    assert sorted({int(y) for _, y in labels}) == [0, 33, 66, 99]
 
 
 # --------------------------------------------------------------------------- fan-out
@@ -156,14 +180,61 @@ def test_local_executor_with_two_workers_gives_the_sequential_results(tmp_path):
     assert outs["local"] == outs["sequential"]
 
 
+def _chain(config, ctx):
+    """Adds ``x`` to the value of the unit it comes ``after`` (a test kind with a dependency)."""
+    if config.get("fail"):
+        raise ValueError("asked to fail")
+    after = config.get("after")
+    return {"value": config["x"] + (ctx.result(after)["value"] if after is not None else 0)}
+
+
+def test_a_local_worker_waits_for_dependencies_and_skips_what_needs_a_failed_unit(tmp_path):
+    """In-process: a worker takes the first unit whose dependencies are stored, records a failure for the
+    other workers, skips the units that need a failed unit or one claimed by a job that died, and a second
+    worker on the same claims finds nothing left."""
+    from ncutils.book import executors
+    from ncutils.book.units import Unit
+
+    units.kind("test_chain")(_chain)  # a kind of this test only: removed at the end
+    try:
+        _worker_takes_ready_units(tmp_path, executors, Unit)
+    finally:
+        units.KINDS.pop("test_chain", None)
+
+
+def _worker_takes_ready_units(tmp_path, executors, Unit):
+    a = Unit("test_chain", {"x": 1})
+    b = Unit("test_chain", {"x": 2, "after": a})
+    bad = Unit("test_chain", {"x": 0, "fail": True})
+    c = Unit("test_chain", {"x": 3, "after": bad})
+    orphan = Unit("test_chain", {"x": 4})
+    d = Unit("test_chain", {"x": 5, "after": orphan})
+    claims = tmp_path / "claims"
+    claims.mkdir()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (claims / orphan.key).write_text(f"7 {dead.pid}")  # claimed by a worker that has died
+    batch = [(u, u.key) for u in (b, c, d, a, bad, orphan)]  # b before the unit it needs
+    out = executors.run_units_job(batch, str(tmp_path / "store"), None, None, 1, str(claims), 0, poll_s=0.01)
+    assert out[a.key] is None and out[b.key] is None
+    assert out[bad.key] == "ValueError: asked to fail" and (claims / f"{bad.key}.failed").exists()
+    assert out[c.key] == f"skipped: needs {bad.key}, which failed"
+    assert out[d.key] == f"skipped: needs {orphan.key}, whose job died"
+    assert orphan.key not in out  # claimed by the dead worker: not this one's
+    store = Store(tmp_path / "store")
+    assert store.read(b)["result"]["value"] == 3 and c not in store and d not in store
+    assert executors.claimed_by(claims, b.key) == 0 and executors.claimed_by(claims, orphan.key) == 7
+    assert executors.run_units_job(batch, str(tmp_path / "store"), None, None, 1, str(claims), 1) == {}
+
+
 def _constructed(seed: int, sigmas=(0.0, 0.5)):
     from ncutils.book.units import Unit
 
     return Unit("nc_constructed", {"classes": 4, "dim": 8, "per_class": 5, "sigmas": list(sigmas), "seed": seed})
 
 
-def test_local_workers_share_a_wave_and_a_failing_unit_fails_alone(tmp_path):
-    """Local workers take a wave's units one by one, each unit computed by the one worker that claims it
+def test_local_workers_share_the_units_and_a_failing_unit_fails_alone(tmp_path):
+    """Local workers take the units one by one, each unit computed by the one worker that claims it
     first; a unit that raises is reported with its log, the others are still stored, and a rerun computes
     only what is missing."""
     import argparse
@@ -173,7 +244,7 @@ def test_local_workers_share_a_wave_and_a_failing_unit_fails_alone(tmp_path):
     good = [_constructed(s) for s in range(5)]
     bad = _constructed(9, sigmas=("not a number",))
     units = [good[0], bad, *good[1:]]
-    assert sorted(u.key for u in executors.by_cost(units)) == sorted(u.key for u in units)
+    assert sorted(u.key for u in executors.by_priority(units)) == sorted(u.key for u in units)
     # two jobs given the same batch and claim folder: the second finds every unit claimed
     claims = tmp_path / "claims"
     claims.mkdir()

@@ -208,7 +208,7 @@ class Chapter:
         notebook's defaults, and a dry run's warning."""
         from ncutils.book.plotting import scale_note
 
-        return scale_note(self.profile, details, dry_run=bool(self.params.get("dry_run")),
+        return scale_note(self.profile, details, dry_run=self.params.get("dry_run") or False,
                           overrides=self.overrides)
 
 

@@ -1,7 +1,7 @@
 """``python -m ncutils.book``: run the book's chapters for a profile and build the Jupyter Book.
 
     python -m ncutils.book [--profile cpu|smoke|paper|FILE.yaml] [--only N ...] [--no-build] [--fresh]
-                           [--plan [--json FILE]] [--check] [--dry-run] [--store DIR]
+                           [--plan [--json FILE]] [--check] [--dry-run [batch|minimal]] [--store DIR]
                            [--executor sequential|local|slurm] [--workers N] [--slurm-* ...]
 
 Every chapter's work is a grid of units (:mod:`ncutils.book.grids`) whose results live in a store
@@ -13,8 +13,9 @@ which only read (with ``--executor local --workers N``, N chapters side by side)
 ``--plan`` lists the units and their estimated cost without computing anything; ``--check`` checks
 that every dataset and weight file is present (a ``paper`` run does this first by itself);
 ``--dry-run`` runs the same plan at the paper's shapes on synthetic stand-ins and random weights,
-capped to a step or two per unit. A chapter that fails is named with the failing cell; the other
-chapters still run and the command exits non-zero. A rerun reuses chapters whose notebook,
+capped to a step or two per unit (at the paper's batch sizes on a GPU; with the least data that runs
+every code path on a CPU, see :mod:`ncutils.book.dryrun`). A chapter that fails is named with the
+failing cell; the other chapters still run and the command exits non-zero. A rerun reuses chapters whose notebook,
 parameters and library code are unchanged (``--fresh`` recomputes every unit of the run once).
 """
 
@@ -84,8 +85,10 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--json", metavar="FILE", help="with --plan: write the plan as JSON to FILE ('-': stdout)")
     g.add_argument("--no-timing", action="store_true", help="with --plan: skip the timed steps of the estimate")
     g.add_argument("--check", action="store_true", help="check that every dataset and weight file is present")
-    g.add_argument("--dry-run", action="store_true",
-                   help="the same plan on synthetic stand-ins at the paper's shapes, random weights, 1-2 steps")
+    g.add_argument("--dry-run", nargs="?", const="auto", default=None, choices=("auto", "batch", "minimal"),
+                   help="the same plan on synthetic stand-ins at the paper's shapes, random weights, 1-2 steps; "
+                   "batch: at the paper's batch sizes, minimal: 4 classes of 2 images and batches of 8 per unit "
+                   "(auto, the default: batch on a GPU, minimal on a CPU)")
     e = ap.add_argument_group("fan-out (submitit)")
     e.add_argument("--executor", choices=("sequential", "local", "slurm"), default="sequential",
                    help="sequential (default: notebooks compute their units), local or slurm (units first)")
@@ -106,6 +109,10 @@ def main(argv: list[str] | None = None) -> int:
     label, profile, overrides = nbs_.load_profile(root, args.profile)
     if args.json and not args.plan:
         raise SystemExit("--json writes a plan: use it with --plan.")
+    if args.dry_run == "auto":
+        import torch
+
+        args.dry_run = "batch" if torch.cuda.is_available() else "minimal"
     label = f"{label}-dry-run" if args.dry_run else label
     out_dir = root / "_build" / label
     store_dir = Path(args.store).resolve() if args.store else out_dir / "store"
@@ -124,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         executed = stage_dir / "book" / nb.name
         return {"results_path": os.path.relpath(executed.with_suffix(".json"), book_dir),
                 "store_dir": os.path.relpath(store_dir, book_dir), "reuse_results": not args.fresh,
-                "compute_missing": compute_missing, "progress": not args.quiet, "dry_run": args.dry_run}
+                "compute_missing": compute_missing, "progress": not args.quiet, "dry_run": args.dry_run or False}
 
     params = {nb: nbs_.chapter_parameters(nb, profile, overrides, plumbing(nb)) for nb in selected}
 

@@ -138,7 +138,7 @@ def _stand_in(s: Mapping[str, Any], split: str) -> TensorDataset:
     o = s["stand_in"]
     g = torch.Generator().manual_seed(o["seed"] + (split != "train"))
     k, c, n = s["num_classes"], s["channels"], s["image_size"]
-    y = torch.arange(k).repeat_interleave(o["per_class"])
+    y = _stand_in_labels(s)
     pattern = torch.rand(k, c, 4, 4, generator=g)
     x = torch.nn.functional.interpolate(pattern, size=(n, n), mode="bilinear", align_corners=False)[y]
     x = (0.7 * x + 0.3 * torch.rand(len(y), c, n, n, generator=g)).clamp(0, 1)
@@ -244,11 +244,22 @@ def training_data(s: Mapping[str, Any], *, level: int = 1, views: int = 1, norma
     return data.TransformDataset(ds, t), None
 
 
-def stand_in(s: Mapping[str, Any], per_class: int = 4, seed: int = 0) -> dict[str, Any]:
-    """The spec with synthetic images of the same shape and classes (the paper-shaped dry run)."""
+def stand_in(s: Mapping[str, Any], per_class: int = 4, seed: int = 0, present: int | None = None) -> dict[str, Any]:
+    """The spec with synthetic images of the same shape and classes (the paper-shaped dry run):
+    ``per_class`` images of every class, or with ``present`` only of that many classes, spread evenly
+    over the label range (the number of classes, and so every classifier, stays the same)."""
     if s.get("num_classes") is None or s.get("image_size") is None:
         raise ValueError(f"a stand-in needs num_classes and image_size in the spec: {describe(s)}")
-    return {**s, "stand_in": {"per_class": per_class, "seed": seed}, "subset": None}
+    o = {"per_class": per_class, "seed": seed}
+    if present is not None and present < s["num_classes"]:
+        o["present"] = present
+    return {**s, "stand_in": o, "subset": None}
+
+
+def _stand_in_labels(s: Mapping[str, Any]) -> torch.Tensor:
+    o, k = s["stand_in"], s["num_classes"]
+    classes = torch.linspace(0, k - 1, o["present"]).round().long() if o.get("present") else torch.arange(k)
+    return classes.repeat_interleave(o["per_class"])
 
 
 def size(s: Mapping[str, Any]) -> int:
@@ -257,7 +268,7 @@ def size(s: Mapping[str, Any]) -> int:
         return s["subset"]["per_class"] * s["num_classes"]
     if s.get("stand_in"):
         splits = s["split"] if isinstance(s["split"], list) else [s["split"]]
-        return len(splits) * s["stand_in"]["per_class"] * s["num_classes"]
+        return len(splits) * len(_stand_in_labels(s))
     if s["source"] == "glyphs":  # no need to render them
         splits = s["split"] if isinstance(s["split"], list) else [s["split"]]
         classes = len(glyphs.GLYPH_CLASSES) if s.get("classes") is None else len(s["classes"])

@@ -3,11 +3,22 @@
 ``python -m ncutils.book --profile paper --dry-run`` must prove, before anyone spends GPU-days, that
 the whole paper grid executes: every unit kind, at the paper's architectures, image sizes, class
 counts and batch sizes. :func:`dry` rewrites a unit accordingly: every dataset spec becomes a
-synthetic stand-in with the same image size, channels and classes (two images per class, enough
-for the episodes of few-shot units), every public network gets random weights (nothing is
-downloaded), training runs one epoch (one or two optimisation steps on the stand-ins) and few-shot
-evaluation a few episodes. Rewritten units have their own keys, so a dry run never mixes with real
-results.
+synthetic stand-in with the same image size, channels and number of classes, every public network
+gets random weights (nothing is downloaded), training runs one epoch (one or two optimisation steps
+on the stand-ins) and few-shot evaluation a few episodes. Rewritten units have their own keys, so a
+dry run never mixes with real results.
+
+Two scales (``scale``):
+
+``"batch"`` (a GPU)
+    the paper's batch sizes: two images per class, and at least one full batch for pre-training, so
+    that a dry run on the GPU meets the memory and throughput of the real run.
+``"minimal"`` (a CPU)
+    the least data that runs every code path: stand-ins of :data:`MINIMAL_CLASSES` of the classes
+    (spread over the label range, the classifiers keep every class) with two images each, and batches
+    of at most :data:`MINIMAL_BATCH` images; few-shot episodes keep every class. A forward pass of
+    ViT-B/32 at 384 px costs about 13 GFLOPs an image, so the 134 fine-tuning units at the batch scale
+    alone take hours on two CPU cores.
 """
 
 from __future__ import annotations
@@ -18,17 +29,20 @@ from typing import Any
 from ncutils.book import datasets
 from ncutils.book.units import Unit
 
-__all__ = ["dry"]
+__all__ = ["MINIMAL_BATCH", "MINIMAL_CLASSES", "SCALES", "dry"]
 
 PER_CLASS = 2
+MINIMAL_CLASSES = 4
+MINIMAL_BATCH = 8
+SCALES = ("batch", "minimal")
 
 
-def _rewrite(value: Any, memo: dict[str, Unit], per_class: int) -> Any:
+def _rewrite(value: Any, memo: dict[str, Unit], stand_in: dict[str, Any], scale: str) -> Any:
     if isinstance(value, Unit):
-        return dry(value, memo)
+        return dry(value, memo, scale)
     if isinstance(value, Mapping):
         if "source" in value and "split" in value and not isinstance(value["source"], Unit):
-            return datasets.stand_in(value, per_class=per_class)
+            return datasets.stand_in(value, **stand_in)
         if isinstance(value.get("public"), str):
             return {"random": value["public"], "num_classes": 1000, "seed": 0}
         out = {}
@@ -39,22 +53,28 @@ def _rewrite(value: Any, memo: dict[str, Unit], per_class: int) -> Any:
                 out[k] = min(v, 3)
             elif k == "nc_every":
                 out[k] = None
+            elif k in ("batch_size", "loader_batch") and isinstance(v, int) and scale == "minimal":
+                out[k] = min(v, MINIMAL_BATCH)
             else:
-                out[k] = _rewrite(v, memo, per_class)
+                out[k] = _rewrite(v, memo, stand_in, scale)
         return out
     if isinstance(value, (list, tuple)):
-        return [_rewrite(v, memo, per_class) for v in value]
+        return [_rewrite(v, memo, stand_in, scale) for v in value]
     return value
 
 
-def dry(u: Unit, memo: dict[str, Unit] | None = None) -> Unit:
-    """``u`` rewritten for the dry run (see the module docstring)."""
+def dry(u: Unit, memo: dict[str, Unit] | None = None, scale: str = "batch") -> Unit:
+    """``u`` rewritten for the dry run at ``scale`` (``"batch"`` or ``"minimal"``, see the module docstring)."""
+    if scale not in SCALES:
+        raise ValueError(f"unknown dry-run scale {scale!r}; use one of {SCALES}.")
     memo = {} if memo is None else memo
-    if u.key not in memo:
-        per_class = PER_CLASS
+    if (scale, u.key) not in memo:
+        stand_in: dict[str, Any] = {"per_class": PER_CLASS}
         if u.kind == "fewshot_eval":  # every class needs k_shot + n_query images
-            per_class = max(u.config["shots"]) + u.config["queries"]
+            stand_in["per_class"] = max(u.config["shots"]) + u.config["queries"]
+        elif scale == "minimal":
+            stand_in["present"] = MINIMAL_CLASSES
         elif u.kind == "pretrain":  # training drops the last partial batch: at least one full batch
-            per_class = max(PER_CLASS, -(-int(u.config["batch_size"]) // int(u.config["num_classes"])))
-        memo[u.key] = Unit(u.kind, _rewrite(u.config, memo, per_class))
-    return memo[u.key]
+            stand_in["per_class"] = max(PER_CLASS, -(-int(u.config["batch_size"]) // int(u.config["num_classes"])))
+        memo[(scale, u.key)] = Unit(u.kind, _rewrite(u.config, memo, stand_in, scale))
+    return memo[(scale, u.key)]

@@ -208,15 +208,17 @@ GRIDS: dict[int, Callable[[Profile, Mapping[str, Any]], Grid]] = {
 
 def grid(number: int, params: Mapping[str, Any]) -> Grid:
     """The units of chapter ``number`` for its ``params``, in named groups (rewritten for the paper-shaped
-    dry run when ``params["dry_run"]``, see :mod:`ncutils.book.dryrun`)."""
+    dry run when ``params["dry_run"]`` is true: ``"minimal"`` for its CPU scale, ``"batch"`` or ``True`` for the
+    paper's batch sizes; see :mod:`ncutils.book.dryrun`)."""
     if number not in GRIDS:
         raise ValueError(f"no chapter {number}; chapters are {sorted(GRIDS)}.")
     g = GRIDS[number](profile_of(params), params)
     if params.get("dry_run"):
         from ncutils.book.dryrun import dry
 
-        memo: dict[str, Unit] = {}
-        g = {group: {label: dry(u, memo) for label, u in units.items()} for group, units in g.items()}
+        scale = "minimal" if params["dry_run"] == "minimal" else "batch"
+        memo: dict = {}
+        g = {group: {label: dry(u, memo, scale) for label, u in units.items()} for group, units in g.items()}
     return g
 
 

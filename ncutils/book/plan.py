@@ -229,7 +229,7 @@ def _fmt(seconds: float) -> str:
 
 
 def show(chapters: Mapping[str, list[Unit]], *, store_dir: Path, json_path: str | None = None,
-         timing: bool = True, dry_run: bool = False, device: str = "auto") -> int:
+         timing: bool = True, dry_run: bool | str = False, device: str = "auto") -> int:
     """Print the plan (and write it as JSON); returns the process exit code."""
     store = Store(store_dir)
     units = flatten(chapters)
@@ -245,7 +245,7 @@ def show(chapters: Mapping[str, list[Unit]], *, store_dir: Path, json_path: str 
         cost[u] = None if timer is None else estimate(u, timer)
     where = "GPU" if timer is not None and timer.device.type == "cuda" else "CPU"
     print(f"plan: {len(units)} units ({sum(stored.values())} stored) for {len(chapters)} chapters"
-          + (" [dry run: synthetic stand-ins, random weights, 1-2 steps]" if dry_run else ""))
+          + (f" [dry run ({dry_run} scale): synthetic stand-ins, random weights, 1-2 steps]" if dry_run else ""))
     for name, us in chapters.items():
         kinds = Counter(u.kind for u in us)
         todo = [u for u in us if not stored[u]]

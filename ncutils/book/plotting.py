@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown
 
+from ncutils.book import dryrun
+
 __all__ = ["compare", "figure", "glue_figure", "scale_note", "style", "verdict"]
 
 
@@ -63,7 +65,7 @@ def parameter_table(overrides: Mapping[str, tuple]) -> str:
             f"|---|---|---|\n{rows}")
 
 
-def scale_note(profile, details: str = "", *, dry_run: bool = False, overrides: Mapping[str, tuple] | None = None
+def scale_note(profile, details: str = "", *, dry_run: bool | str = False, overrides: Mapping[str, tuple] | None = None
                ) -> Markdown:
     """A note stating the scale a chapter ran at (``profile``: a :class:`ncutils.book.profiles.Profile`) and
     the parameters the run changed (``overrides``: name -> (value, default))."""
@@ -78,7 +80,11 @@ def scale_note(profile, details: str = "", *, dry_run: bool = False, overrides: 
         note = (":::{warning}\nThis is a **dry run**: every number on this page was computed on synthetic "
                 "stand-ins for the datasets, with random weights and one or two optimisation steps per "
                 "experiment, at the paper's architectures and image sizes. It shows that the chapter's experiments "
-                "execute; the numbers themselves mean nothing.\n:::\n\n" + note)
+                "execute; the numbers themselves mean nothing."
+                + (f" On this CPU run every stand-in holds only {dryrun.MINIMAL_CLASSES} of the classes, two images "
+                   f"each, and batches hold at most {dryrun.MINIMAL_BATCH} images (a dry run on a GPU keeps the "
+                   "paper's batch sizes)." if dry_run == "minimal" else "")
+                + "\n:::\n\n" + note)
     return Markdown(note)
 
 
