@@ -8,7 +8,7 @@ Every chapter's work is a grid of units (:mod:`ncutils.book.grids`) whose result
 (``_build/<profile>/store`` unless ``--store``), keyed by their complete configuration and code.
 By default each chapter notebook runs in its own process and computes the units it needs as it goes
 (sequential, in-process). ``--executor local|slurm`` first computes the selected chapters' units
-with submitit (in dependency waves; see :mod:`ncutils.book.executors`), then runs the notebooks,
+with submitit (see :mod:`ncutils.book.executors`), then runs the notebooks,
 which only read (with ``--executor local --workers N``, N chapters side by side).
 ``--plan`` lists the units and their estimated cost without computing anything; ``--check`` checks
 that every dataset and weight file is present (a ``paper`` run does this first by itself);
