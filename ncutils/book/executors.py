@@ -27,9 +27,12 @@ alone: its job goes on with the next one, and the units that need it are skipped
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
+import signal
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -336,7 +339,7 @@ def _run_local(todo, executors, store, fresh_since, data_root, threads, log_dir,
     claims = Path(tempfile.mkdtemp(prefix="claims-", dir=log_dir))
     batch = [(u, u.key) for u in by_priority(todo)]
     failed = {}
-    with tqdm(total=len(todo), desc="units", unit="unit", disable=not progress) as bar:
+    with tqdm(total=len(todo), desc="units", unit="unit", disable=not progress) as bar, _terminate_as_interrupt():
         running = [ex.submit(run_units_job, batch, str(store.root), fresh_since, data_root, threads, str(claims), i)
                    for i, ex in enumerate(executors[:len(todo)])]
         try:
@@ -364,6 +367,25 @@ def _run_local(todo, executors, store, fresh_since, data_root, threads, log_dir,
         failed[u] = why + (f" (log: {log})" if log else "")
     shutil.rmtree(claims, ignore_errors=True)
     return failed
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt():
+    """SIGTERM (``kill``, a session ending) raises KeyboardInterrupt in the main thread, so that the local
+    jobs are cancelled as on Ctrl-C (they ignore SIGTERM themselves, as submitit's jobs do, and would
+    otherwise outlive this process)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def by_priority(units: Sequence[Unit]) -> list[Unit]:
