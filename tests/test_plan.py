@@ -169,7 +169,7 @@ def test_local_executor_with_two_workers_gives_the_sequential_results(tmp_path):
             outs[how] = {ch: _unit_results(ROOT / "_build" / label / "src" / "book" / f"{ch}.json")
                          for ch in ("03_pretraining",)}
             if how == "local":
-                assert "fan-out (local)" in out.stdout and "0 failed" in out.stdout
+                assert "fan-out (local, 2 workers)" in out.stdout and "0 failed" in out.stdout
         finally:
             profile.unlink(missing_ok=True)
             import shutil

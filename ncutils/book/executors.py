@@ -344,7 +344,7 @@ def _run_local(todo, executors, store, fresh_since, data_root, threads, log_dir,
                    for i, ex in enumerate(executors[:len(todo)])]
         try:
             while not all(j.done() for j in running):
-                bar.n = sum(u in store for u in todo)
+                bar.n = sum(store.path(u).exists() for u in todo)  # a progress count: no need to read records
                 bar.refresh()
                 time.sleep(poll_s)
         except BaseException:  # Ctrl-C or an error here: local jobs are this machine's processes, stop them
