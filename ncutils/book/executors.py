@@ -122,21 +122,21 @@ def run_unit_job(u: Unit, key: str, store_root: str, fresh_since: float | None, 
 
 
 def run_units_job(batch: Sequence[tuple[Unit, str]], store_root: str, fresh_since: float | None,
-                  data_root: str | None, threads: int | None, claim_dir: str | None = None,
-                  worker: int = 0, poll_s: float = 0.5) -> dict[str, str | None]:
+                  data_root: str | None, threads: int | None, claim_dir: str, worker: int = 0,
+                  poll_s: float = 0.5) -> dict[str, str | None]:
     """The body of one local job: compute the ``(unit, key)`` pairs of ``batch``, in its order; returns
     ``{key: None}`` for a unit stored, ``{key: error}`` for one that failed (the others are still computed)
     or was skipped because a unit it needs failed.
 
-    With ``claim_dir``, several jobs share one ``batch``: each computes only the units it claims first
+    Several jobs share one ``batch`` through ``claim_dir``: each computes only the units it claims first
     (:func:`claim`), and takes the first unit of ``batch`` whose dependencies are stored, waiting
     ``poll_s`` seconds at a time while none is. A failure is recorded in the claim folder
     (``KEY.failed``), so that every job skips the units that need it; so is a unit claimed by a job that
-    has died. Without ``claim_dir``, units are computed in order, their missing dependencies first.
+    has died.
     """
     import traceback
 
-    claims = Path(claim_dir) if claim_dir is not None else None
+    claims = Path(claim_dir)
     store = Store(store_root, fresh_since=fresh_since)
     keys = {key for _, key in batch}
     pending = list(batch)
@@ -154,9 +154,6 @@ def run_units_job(batch: Sequence[tuple[Unit, str]], store_root: str, fresh_sinc
     while pending:
         pick = None
         for i, (u, key) in enumerate(pending):
-            if claims is None:
-                pick = i
-                break
             if (claims / key).exists():  # another job has it (or had it and failed)
                 pick = i
                 break
@@ -168,9 +165,9 @@ def run_units_job(batch: Sequence[tuple[Unit, str]], store_root: str, fresh_sinc
             time.sleep(poll_s)
             continue
         u, key = pending.pop(pick)
-        if claims is not None and not claim(claims, key, worker):
+        if not claim(claims, key, worker):
             continue
-        why = None if claims is None else _blocked(u, claims, keys, store)
+        why = _blocked(u, claims, keys, store)
         if why is None:
             print(f"unit {key}: {u.describe()}", flush=True)
             try:
@@ -180,7 +177,7 @@ def run_units_job(batch: Sequence[tuple[Unit, str]], store_root: str, fresh_sinc
                 lines = str(err).strip().splitlines()
                 why = f"{type(err).__name__}: {lines[-1] if lines else ''}"
         out[key] = why
-        if why is not None and claims is not None:
+        if why is not None:
             (claims / f"{key}.failed").write_text(why)
     return out
 
