@@ -39,6 +39,9 @@ def test_notebook_is_clean_and_parametrised(nb):
     code = [c for c in notebook.cells if c.cell_type == "code"]
     tagged = [c for c in code if "parameters" in c.metadata.get("tags", [])]
     assert len(tagged) == 1, "exactly one cell tagged 'parameters'"
+    assert "hide-input" in tagged[0].metadata["tags"], "the parameter cell is folded on the page"
+    claims = [c for c in code if c.source.lstrip().startswith("ch.claim(")]
+    assert all("remove-input" in c.metadata.get("tags", []) for c in claims), "a claim shows its box, not its call"
     assert all(not c.outputs and c.execution_count is None for c in code), "commit notebooks without outputs"
     params = book.declared_parameters(nb)
     assert {"profile", "results_path", "store_dir", "reuse_results", "compute_missing", "dry_run", "seed"} <= params
@@ -200,3 +203,6 @@ def test_smoke_profile_runs_every_chapter_and_builds_the_book():
     problems = audit(html, machine_paths(ROOT / "_build" / "smoke"),
                      chapters=[f"book/{nb.stem}.html" for nb in NOTEBOOKS])
     assert not problems, "\n".join(problems)
+    claims = (html / "book" / "claims.html").read_text()
+    for nb in NOTEBOOKS:  # the claims page heads each chapter's claims with the chapter's title
+        assert book.chapter_title(nb) in claims and book.chapter_title(nb) != nb.stem.replace("_", " ")

@@ -139,6 +139,12 @@ def test_dry_run_scales_keep_the_paper_shapes():
                 assert batch == twin.config["batch_size"] and datasets.size(d) >= batch
             else:
                 assert batch == dryrun.MINIMAL_BATCH and datasets.size(d) == 2 * dryrun.MINIMAL_CLASSES
+    for u in grids.all_units(grids.grid(4, _params("paper", 4, dry_run="minimal"))):
+        if u.kind == "fewshot_eval":  # one episode's classes, each with its shots and a couple of queries
+            d = u.config["data"]
+            assert d["num_classes"] in (16, 20) and d["stand_in"]["present"] == u.config["ways"]
+            assert u.config["queries"] == dryrun.MINIMAL_QUERIES
+            assert d["stand_in"]["per_class"] == max(u.config["shots"]) + dryrun.MINIMAL_QUERIES
     labels = datasets.build(datasets.stand_in({"source": "cifar100", "split": "train", "num_classes": 100,
                                                "image_size": 8, "channels": 3}, per_class=2, present=4))
     assert sorted({int(y) for _, y in labels}) == [0, 33, 66, 99]

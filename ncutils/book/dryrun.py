@@ -16,7 +16,8 @@ Two scales (``scale``):
 ``"minimal"`` (a CPU)
     the least data that runs every code path: stand-ins of :data:`MINIMAL_CLASSES` of the classes
     (spread over the label range, the classifiers keep every class) with two images each, and batches
-    of at most :data:`MINIMAL_BATCH` images; few-shot episodes keep every class. A forward pass of
+    of at most :data:`MINIMAL_BATCH` images; few-shot episodes draw from ``ways`` classes with
+    :data:`MINIMAL_QUERIES` query images each; adversarial training attacks with one PGD step. A forward pass of
     ViT-B/32 at 384 px costs about 13 GFLOPs an image, so the 134 fine-tuning units at the batch scale
     alone take hours on two CPU cores.
 """
@@ -29,11 +30,12 @@ from typing import Any
 from ncutils.book import datasets
 from ncutils.book.units import Unit
 
-__all__ = ["MINIMAL_BATCH", "MINIMAL_CLASSES", "SCALES", "dry"]
+__all__ = ["MINIMAL_BATCH", "MINIMAL_CLASSES", "MINIMAL_QUERIES", "SCALES", "dry"]
 
 PER_CLASS = 2
 MINIMAL_CLASSES = 4
 MINIMAL_BATCH = 8
+MINIMAL_QUERIES = 2
 SCALES = ("batch", "minimal")
 
 
@@ -55,6 +57,10 @@ def _rewrite(value: Any, memo: dict[str, Unit], stand_in: dict[str, Any], scale:
                 out[k] = None
             elif k in ("batch_size", "loader_batch") and isinstance(v, int) and scale == "minimal":
                 out[k] = min(v, MINIMAL_BATCH)
+            elif k == "queries" and isinstance(v, int) and scale == "minimal":
+                out[k] = min(v, MINIMAL_QUERIES)
+            elif k == "pgd_steps" and isinstance(v, int) and scale == "minimal":
+                out[k] = min(v, 1)
             else:
                 out[k] = _rewrite(v, memo, stand_in, scale)
         return out
@@ -71,7 +77,10 @@ def dry(u: Unit, memo: dict[str, Unit] | None = None, scale: str = "batch") -> U
     if (scale, u.key) not in memo:
         stand_in: dict[str, Any] = {"per_class": PER_CLASS}
         if u.kind == "fewshot_eval":  # every class needs k_shot + n_query images
-            stand_in["per_class"] = max(u.config["shots"]) + u.config["queries"]
+            queries = u.config["queries"] if scale == "batch" else min(u.config["queries"], MINIMAL_QUERIES)
+            stand_in["per_class"] = max(u.config["shots"]) + queries
+            if scale == "minimal":  # just enough classes for one episode
+                stand_in["present"] = u.config["ways"]
         elif scale == "minimal":
             stand_in["present"] = MINIMAL_CLASSES
         elif u.kind == "pretrain":  # training drops the last partial batch: at least one full batch

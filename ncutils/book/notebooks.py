@@ -27,8 +27,9 @@ import yaml
 #: was finished before it, and reuses what an earlier chapter of the same run recomputed.
 FRESH_ENV = "NCUTILS_FRESH_SINCE"
 
-__all__ = ["FRESH_ENV", "chapter_number", "chapter_parameters", "chapters", "declared_defaults", "declared_parameters",
-           "execute", "find_root", "load_profile", "machine_roots", "scrub_paths"]
+__all__ = ["FRESH_ENV", "chapter_number", "chapter_title", "chapter_parameters", "chapters",
+           "declared_defaults", "declared_parameters", "execute", "find_root", "load_profile", "machine_roots",
+           "scrub_paths"]
 
 
 def find_root(start: str | os.PathLike | None = None) -> Path:
@@ -71,6 +72,17 @@ def chapters(root: Path) -> list[Path]:
 def chapter_number(nb: Path) -> int | None:
     m = re.match(r"(\d+)_", nb.name)
     return int(m.group(1)) if m else None
+
+
+def chapter_title(nb: Path) -> str:
+    """The chapter's title: the first heading of its first markdown cell (else the file's stem)."""
+    for cell in json.loads(nb.read_text()).get("cells", []):
+        if cell.get("cell_type") == "markdown":
+            for line in "".join(cell.get("source", [])).splitlines():
+                if line.startswith("# "):
+                    return line[2:].strip()
+            break
+    return nb.stem.replace("_", " ")
 
 
 def load_profile(root: Path, profile: str) -> tuple[str, str, dict]:

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ncutils.book.notebooks import chapter_number
+from ncutils.book.notebooks import chapter_number, chapter_title
 
 __all__ = ["Record", "build_book", "machine", "stage"]
 
@@ -91,8 +91,11 @@ def runs_page(profile: str, records: list[Record], info: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def claims_page(profile: str, chapters: list[tuple[str, dict | None]]) -> str:
-    """Every claim the chapters judged, with its verdict, statistic and interval, and the paper's number."""
+def claims_page(profile: str, chapters: list[tuple[str, str, dict | None]]) -> str:
+    """Every claim the chapters judged, with its verdict, statistic and interval, and the paper's number.
+
+    ``chapters``: ``(file stem, title, chapter record or None)`` of every chapter, in order.
+    """
     lines = ["# Claims at a glance", "",
              f"Every claim of the paper (and of the NCTI write-up) that the chapters test, with the verdict in this "
              f"build (profile **{profile}**). Each rule was fixed before the numbers and is stated beside the claim "
@@ -101,17 +104,17 @@ def claims_page(profile: str, chapters: list[tuple[str, dict | None]]) -> str:
     from ncutils.book.claims import CLAIMS
 
     judged: dict[str, tuple[str, dict]] = {}
-    for name, record in chapters:
+    for name, _, record in chapters:
         for v in ((record or {}).get("results") or {}).get("verdicts") or []:
             judged[v["claim"]["key"]] = (name, v)
-    names = {int(n[:2]): n for n, _ in chapters if n[:2].isdigit()}
+    names = {int(n[:2]): (n, title) for n, title, _ in chapters if n[:2].isdigit()}
     counts: dict[str, int] = {}
     current = None
     for claim in CLAIMS.values():
-        name = names.get(claim.chapter)
         if claim.chapter != current:
             current = claim.chapter
-            title = f"[{name.replace('_', ' ')}]({name})" if name else f"Chapter {claim.chapter}"
+            name, title = names.get(claim.chapter, (None, None))
+            title = f"[{title}]({name})" if name else f"Chapter {claim.chapter}"
             lines += ["", f"## {title}", "", "| claim | where | paper | this run (95% interval) | verdict |",
                       "|---|---|---|---|---|"]
         if claim.key in judged:
@@ -148,7 +151,7 @@ def stage(root: Path, stage_dir: Path, profile: str, records: list[Record], nbs:
         if executed.exists():
             md.unlink(missing_ok=True)
         else:
-            md.write_text(_placeholder(nb.stem.replace("_", " "), (
+            md.write_text(_placeholder(chapter_title(nb), (
                 f"This chapter has not been run in the `{profile}` profile yet. Run\n\n"
                 f"    python -m ncutils.book --profile {profile} --only {chapter_number(nb)}\n")))
     if (root / "book" / "runs.md").exists():  # the book has a build page: fill it in
@@ -157,7 +160,7 @@ def stage(root: Path, stage_dir: Path, profile: str, records: list[Record], nbs:
         found = []
         for nb in nbs:
             path = (book / nb.name).with_suffix(".json")
-            found.append((nb.stem, json.loads(path.read_text()) if path.exists() else None))
+            found.append((nb.stem, chapter_title(nb), json.loads(path.read_text()) if path.exists() else None))
         (book / "claims.md").write_text(claims_page(profile, found))
 
 
