@@ -269,3 +269,23 @@ def test_local_workers_share_the_units_and_a_failing_unit_fails_alone(tmp_path):
     assert not executors.fan_out(units, args, store_dir=tmp_path / "store", log_dir=tmp_path / "logs2",
                                  poll_s=0.2)
     assert {u.key: store.path(u).stat().st_mtime_ns for u in good} == before  # reused, not recomputed
+
+
+def test_every_backbone_of_every_profile_and_dry_run_has_a_description():
+    """The pages name each backbone with ``describe_backbone``: public weights, random weights of a public or
+    in-book network (the dry run's and the cpu profile's stand-ins), or a network pre-trained here."""
+    from ncutils.book.chapter import describe_backbone
+
+    seen = set()
+    for profile in ("smoke", "cpu", "paper"):
+        for dry_run in (False, "minimal"):
+            for n in (4, 5, 6):
+                for u in grids.all_units(grids.grid(n, _params(profile, n, dry_run=dry_run))):
+                    for key in ("backbone", "encoder"):
+                        spec = u.config.get(key)
+                        if isinstance(spec, dict):
+                            text = describe_backbone(spec)
+                            assert "`" in text and text.strip()
+                            seen.add(next(k for k in ("public", "random", "source") if k in spec)
+                                     + ("-public" if isinstance(spec.get("random"), str) else ""))
+    assert {"public", "random", "random-public", "source"} <= seen, seen

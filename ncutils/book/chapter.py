@@ -34,7 +34,7 @@ from ncutils.book.notebooks import FRESH_ENV
 from ncutils.book.store import Store, atomic_write, to_jsonable
 from ncutils.book.units import Unit, canonical
 
-__all__ = ["FRESH_ENV", "PLUMBING", "Chapter", "parameters"]
+__all__ = ["FRESH_ENV", "PLUMBING", "Chapter", "describe_backbone", "parameters"]
 
 #: Parameters that say where and how a chapter runs, not what it computes.
 PLUMBING = ("profile", "results_path", "store_dir", "reuse_results", "compute_missing", "dry_run", "device",
@@ -82,6 +82,19 @@ def parameters(namespace: Mapping[str, Any]) -> dict[str, Any]:
         except TypeError:
             continue
     return out
+
+
+def describe_backbone(spec: Mapping[str, Any]) -> str:
+    """A backbone spec (see :mod:`ncutils.book.networks`) in words, for a page (Markdown)."""
+    if "public" in spec:
+        return f"public weights `{spec['public']}`"
+    if "random" in spec:
+        inner = spec["random"]
+        return f"`{inner if isinstance(inner, str) else inner['arch']}` with random weights"
+    if "source" in spec:
+        cfg = spec["source"].config
+        return f"`{cfg['network']['arch']}` pre-trained here ({cfg['epochs']} epochs)"
+    raise ValueError(f"a backbone spec has one of the keys 'source', 'public', 'random'; got {dict(spec)!r}.")
 
 
 class Chapter:
