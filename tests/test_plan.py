@@ -289,3 +289,26 @@ def test_every_backbone_of_every_profile_and_dry_run_has_a_description():
                             seen.add(next(k for k in ("public", "random", "source") if k in spec)
                                      + ("-public" if isinstance(spec.get("random"), str) else ""))
     assert {"public", "random", "random-public", "source"} <= seen, seen
+
+
+def test_a_dry_run_judges_no_claim_and_its_claims_page_says_so(tmp_path):
+    """Stand-ins and random weights test no claim: in a dry run every verdict is inconclusive, whatever its tests
+    say, and the claims page opens with a dry-run warning."""
+    from ncutils.book.chapter import Chapter
+    from ncutils.book.claims import CLAIMS
+    from ncutils.book.site import claims_page
+    from ncutils.book.verdicts import INCONCLUSIVE, SUPPORTED, check, judge
+    from ncutils.stats import Estimate
+
+    supported = judge(CLAIMS["nc1_metric"], [check("t", Estimate(1.0, 0.5, 1.5, 10, "test"), 1)])
+    assert supported.outcome == SUPPORTED
+    records = []
+    for dry_run in (False, "minimal"):
+        ch = Chapter(1, {**_params("smoke", 1, dry_run=dry_run), "store_dir": str(tmp_path / str(dry_run))})
+        v = ch.verdict(supported)
+        assert (v.outcome == INCONCLUSIVE) == bool(dry_run)
+        assert ch.to_dict()["results"]["verdicts"][0]["outcome"] == v.outcome
+        records.append(("01_nc_metrics", "1. Measuring neural collapse", ch.to_dict()))
+    assert "dry run" not in claims_page("smoke", records[:1])
+    page = claims_page("smoke", records[1:])
+    assert ":::{warning}" in page and "dry run" in page and "## [1. Measuring neural collapse](01_nc_metrics)" in page

@@ -117,7 +117,7 @@ class Chapter:
                            compute_missing=bool(p.get("compute_missing", True)))
         self.path = Path(p["results_path"]) if p.get("results_path") else None
         self._record: dict[str, Any] = {
-            "meta": {"chapter": number, "profile": p["profile"],
+            "meta": {"chapter": number, "profile": p["profile"], "dry_run": p.get("dry_run") or False,
                      "parameters": {k: v for k, v in p.items() if k not in PLUMBING or k == "profile"}},
             "units": {}, "groups": {}, "results": {}}
         self._save()
@@ -159,7 +159,14 @@ class Chapter:
 
     def verdict(self, v):
         """Record verdict ``v`` (:class:`ncutils.book.verdicts.Verdict`) for the claims page and return it to
-        display."""
+        display. In a dry run every claim is inconclusive: stand-ins and random weights test no claim."""
+        if self.params.get("dry_run"):
+            from dataclasses import replace
+
+            from ncutils.book.verdicts import INCONCLUSIVE
+
+            v = replace(v, outcome=INCONCLUSIVE, regime_met=False, reason="A dry run cannot test a claim.",
+                        regime_evidence="This is a dry run: synthetic stand-ins for the data and random weights.")
         self._record["results"].setdefault("verdicts", [])
         self._record["results"]["verdicts"] = [d for d in self._record["results"]["verdicts"]
                                                if d["claim"]["key"] != v.claim.key] + [v.to_dict()]

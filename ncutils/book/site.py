@@ -101,6 +101,10 @@ def claims_page(profile: str, chapters: list[tuple[str, str, dict | None]]) -> s
              f"build (profile **{profile}**). Each rule was fixed before the numbers and is stated beside the claim "
              "in its chapter; intervals are 95%. *Inconclusive* means the run was not in the regime the claim is "
              "about, or its intervals do not settle it at this scale.", ""]
+    if any((record or {}).get("meta", {}).get("dry_run") for _, _, record in chapters):
+        lines += [":::{warning}", "This build is a **dry run**: synthetic stand-ins for the datasets and random "
+                  "weights, a step or two per unit. It shows that the code runs; its numbers test no claim, so "
+                  "every verdict is *inconclusive*.", ":::", ""]
     from ncutils.book.claims import CLAIMS
 
     judged: dict[str, tuple[str, dict]] = {}
