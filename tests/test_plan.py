@@ -312,3 +312,4 @@ def test_a_dry_run_judges_no_claim_and_its_claims_page_says_so(tmp_path):
     assert "dry run" not in claims_page("smoke", records[:1])
     page = claims_page("smoke", records[1:])
     assert ":::{warning}" in page and "dry run" in page and "## [1. Measuring neural collapse](01_nc_metrics)" in page
+    assert page.index("Totals:") < page.index(":::{warning}")  # the totals stand outside the warning

@@ -101,6 +101,7 @@ def claims_page(profile: str, chapters: list[tuple[str, str, dict | None]]) -> s
              f"build (profile **{profile}**). Each rule was fixed before the numbers and is stated beside the claim "
              "in its chapter; intervals are 95%. *Inconclusive* means the run was not in the regime the claim is "
              "about, or its intervals do not settle it at this scale.", ""]
+    totals_at = len(lines)
     if any((record or {}).get("meta", {}).get("dry_run") for _, _, record in chapters):
         lines += [":::{warning}", "This build is a **dry run**: synthetic stand-ins for the datasets and random "
                   "weights, a step or two per unit. It shows that the code runs; its numbers test no claim, so "
@@ -133,7 +134,7 @@ def claims_page(profile: str, chapters: list[tuple[str, str, dict | None]]) -> s
         counts[outcome] = counts.get(outcome, 0) + 1
         cell = [claim.text, claim.where, claim.paper, stat, f"**{outcome}**"]
         lines.append("| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cell) + " |")
-    lines.insert(5, "Totals: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) + ".\n")
+    lines.insert(totals_at, "Totals: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) + ".\n")
     return "\n".join(lines) + "\n"
 
 
