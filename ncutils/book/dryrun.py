@@ -30,13 +30,17 @@ from typing import Any
 from ncutils.book import datasets
 from ncutils.book.units import Unit
 
-__all__ = ["MINIMAL_BATCH", "MINIMAL_CLASSES", "MINIMAL_QUERIES", "SCALES", "dry"]
+__all__ = ["CAPS", "MINIMAL_BATCH", "MINIMAL_CLASSES", "MINIMAL_QUERIES", "SCALES", "dry"]
 
 PER_CLASS = 2
 MINIMAL_CLASSES = 4
 MINIMAL_BATCH = 8
 MINIMAL_QUERIES = 2
 SCALES = ("batch", "minimal")
+#: Upper bounds on integer configuration fields, per scale (``None`` fields are left alone).
+CAPS = {"batch": {"epochs": 1, "episodes": 3},
+        "minimal": {"epochs": 1, "episodes": 3, "batch_size": MINIMAL_BATCH, "loader_batch": MINIMAL_BATCH,
+                    "queries": MINIMAL_QUERIES, "pgd_steps": 1}}
 
 
 def _rewrite(value: Any, memo: dict[str, Unit], stand_in: dict[str, Any], scale: str) -> Any:
@@ -47,20 +51,12 @@ def _rewrite(value: Any, memo: dict[str, Unit], stand_in: dict[str, Any], scale:
             return datasets.stand_in(value, **stand_in)
         if isinstance(value.get("public"), str):
             return {"random": value["public"], "num_classes": 1000, "seed": 0}
-        out = {}
+        caps, out = CAPS[scale], {}
         for k, v in value.items():
-            if k == "epochs" and isinstance(v, int):
-                out[k] = min(v, 1)
-            elif k == "episodes" and isinstance(v, int):
-                out[k] = min(v, 3)
+            if k in caps and isinstance(v, int):
+                out[k] = min(v, caps[k])
             elif k == "nc_every":
                 out[k] = None
-            elif k in ("batch_size", "loader_batch") and isinstance(v, int) and scale == "minimal":
-                out[k] = min(v, MINIMAL_BATCH)
-            elif k == "queries" and isinstance(v, int) and scale == "minimal":
-                out[k] = min(v, MINIMAL_QUERIES)
-            elif k == "pgd_steps" and isinstance(v, int) and scale == "minimal":
-                out[k] = min(v, 1)
             else:
                 out[k] = _rewrite(v, memo, stand_in, scale)
         return out
@@ -77,8 +73,8 @@ def dry(u: Unit, memo: dict[str, Unit] | None = None, scale: str = "batch") -> U
     if (scale, u.key) not in memo:
         stand_in: dict[str, Any] = {"per_class": PER_CLASS}
         if u.kind == "fewshot_eval":  # every class needs k_shot + n_query images
-            queries = u.config["queries"] if scale == "batch" else min(u.config["queries"], MINIMAL_QUERIES)
-            stand_in["per_class"] = max(u.config["shots"]) + queries
+            stand_in["per_class"] = max(u.config["shots"]) + min(u.config["queries"],
+                                                                 CAPS[scale].get("queries", u.config["queries"]))
             if scale == "minimal":  # just enough classes for one episode
                 stand_in["present"] = u.config["ways"]
         elif scale == "minimal":
