@@ -87,8 +87,8 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--check", action="store_true", help="check that every dataset and weight file is present")
     g.add_argument("--dry-run", nargs="?", const="auto", default=None, choices=("auto", "batch", "minimal"),
                    help="the same plan on synthetic stand-ins at the paper's shapes, random weights, 1-2 steps; "
-                   "batch: at the paper's batch sizes, minimal: 4 classes of 2 images and batches of 8 per unit "
-                   "(auto, the default: batch on a GPU, minimal on a CPU)")
+                   "batch: at the paper's batch sizes, minimal: a few images of a few classes and small batches "
+                   "per unit, see ncutils.book.dryrun (auto, the default: batch on a GPU, minimal on a CPU)")
     e = ap.add_argument_group("fan-out (submitit)")
     e.add_argument("--executor", choices=("sequential", "local", "slurm"), default="sequential",
                    help="sequential (default: notebooks compute their units), local or slurm (units first)")

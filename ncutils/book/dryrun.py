@@ -30,7 +30,7 @@ from typing import Any
 from ncutils.book import datasets
 from ncutils.book.units import Unit
 
-__all__ = ["CAPS", "MINIMAL_BATCH", "MINIMAL_CLASSES", "MINIMAL_QUERIES", "SCALES", "dry"]
+__all__ = ["CAPS", "MINIMAL_BATCH", "MINIMAL_CLASSES", "MINIMAL_QUERIES", "MINIMAL_SCALE", "SCALES", "dry"]
 
 PER_CLASS = 2
 MINIMAL_CLASSES = 4
@@ -41,6 +41,11 @@ SCALES = ("batch", "minimal")
 CAPS = {"batch": {"epochs": 1, "episodes": 3},
         "minimal": {"epochs": 1, "episodes": 3, "batch_size": MINIMAL_BATCH, "loader_batch": MINIMAL_BATCH,
                     "queries": MINIMAL_QUERIES, "pgd_steps": 1}}
+#: The minimal scale in one sentence, for the pages.
+MINIMAL_SCALE = (f"At the minimal scale (a CPU's), every stand-in holds only {MINIMAL_CLASSES} of the classes, "
+                 f"{PER_CLASS} images each (few-shot: the classes of one episode, with {MINIMAL_QUERIES} query images "
+                 f"each), batches hold at most {MINIMAL_BATCH} images and adversarial training attacks with one PGD "
+                 "step; a dry run on a GPU keeps the paper's batch sizes.")
 
 
 def _rewrite(value: Any, memo: dict[str, Unit], stand_in: dict[str, Any], scale: str) -> Any:

@@ -81,9 +81,7 @@ def scale_note(profile, details: str = "", *, dry_run: bool | str = False, overr
                 "stand-ins for the datasets, with random weights and one or two optimisation steps per "
                 "experiment, at the paper's architectures and image sizes. It shows that the chapter's experiments "
                 "execute; the numbers themselves mean nothing."
-                + (f" On this CPU run every stand-in holds only {dryrun.MINIMAL_CLASSES} of the classes, two images "
-                   f"each, and batches hold at most {dryrun.MINIMAL_BATCH} images (a dry run on a GPU keeps the "
-                   "paper's batch sizes)." if dry_run == "minimal" else "")
+                + (" " + dryrun.MINIMAL_SCALE if dry_run == "minimal" else "")
                 + "\n:::\n\n" + note)
     return Markdown(note)
 
