@@ -25,11 +25,36 @@ from ncutils import models
 from ncutils.metrics import NCAccumulator
 from ncutils.runtime import autocast, resolve_device
 
-__all__ = ["PENULTIMATE", "extract_features", "feature_extractor", "iter_features", "layer_names",
-           "layerwise_nc", "pool_features"]
+__all__ = ["PENULTIMATE", "EncoderFeatures", "encoder_feature_model", "extract_features", "feature_extractor",
+           "iter_features", "layer_names", "layerwise_nc", "pool_features"]
 
 PENULTIMATE = "penultimate"
 Layers = Sequence[int | str] | None
+
+
+class EncoderFeatures(nn.Module):
+    """``pre -> encoder -> feature``: exposes the encoder output as the module ``feature``.
+
+    Lets :mod:`ncutils.features` read the output of any encoder (whose own classifier is gone)
+    by module path, through torch.fx like every other layer.
+    """
+
+    def __init__(self, encoder: nn.Module, pre: nn.Module | None = None):
+        super().__init__()
+        self.pre = pre if pre is not None else nn.Identity()
+        self.encoder = encoder
+        self.feature = nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.feature(self.encoder(self.pre(x)))
+
+
+def encoder_feature_model(encoder: nn.Module, pre: nn.Module | None = None) -> tuple[nn.Module, str]:
+    """``(model, layer)`` under which :func:`extract_features` and :func:`layerwise_nc` yield the output of
+    ``encoder`` (a network whose classifier is gone), after ``pre`` (e.g. input normalisation) if given."""
+    if models.is_vit(encoder) and (pre is None or isinstance(pre, nn.Identity)):
+        return encoder, PENULTIMATE  # timm's own path; its head is the identity in an encoder
+    return EncoderFeatures(encoder, pre), "feature"
 
 
 def layer_names(model: nn.Module, layers: Layers = None) -> dict[str, str]:

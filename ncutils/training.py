@@ -1,4 +1,5 @@
-"""Pieces shared by every training loop: the paper's optimiser and schedule, checkpoints, seeding.
+"""Pieces shared by every training loop: the paper's optimiser and schedule, checkpoints, seeding,
+and the accuracy of a classifier on a loader (:func:`evaluate`).
 
 The paper trains with SGD (momentum 0.9, weight decay 1e-4) and a cosine learning rate from 1e-1
 to 1e-4 (Appendix B, following Loshchilov & Hutter 2017). Loops in :mod:`ncutils.pretrain` and
@@ -18,11 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from ncutils.runtime import seed_everything
+from ncutils.runtime import autocast, resolve_device, seed_everything
 
-__all__ = ["Checkpoint", "cosine_schedule", "make_schedule", "modes_kept", "seed_epoch", "sgd"]
+__all__ = ["Checkpoint", "cosine_schedule", "evaluate", "make_schedule", "modes_kept", "seed_epoch", "sgd"]
 
 
 def sgd(
@@ -141,3 +143,26 @@ class Checkpoint:
         if scheduler is not None and state.get("scheduler") is not None:
             scheduler.load_state_dict(state["scheduler"])
         return state
+
+
+def evaluate(
+    net: nn.Module, loader: Iterable, *, device: str | torch.device = "auto", amp: bool = True
+) -> dict[str, float]:
+    """Accuracy (percent) and mean cross-entropy of ``net`` on ``loader`` in evaluation mode."""
+    dev = resolve_device(device)
+    amp = amp and dev.type == "cuda"
+    was_training = net.training
+    net.to(dev).eval()
+    correct, seen, loss = 0, 0, 0.0
+    with torch.inference_mode():
+        for batch in loader:
+            x, y = batch[0].to(dev, non_blocking=True), batch[1].to(dev, non_blocking=True)
+            with autocast(dev, amp):
+                logits = net(x).float()
+            loss += F.cross_entropy(logits, y, reduction="sum").item()
+            correct += (logits.argmax(1) == y).sum().item()
+            seen += len(y)
+    net.train(was_training)
+    if seen == 0:
+        raise ValueError("the evaluation loader yielded no samples.")
+    return {"accuracy": 100.0 * correct / seen, "loss": loss / seen}

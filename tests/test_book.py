@@ -12,7 +12,7 @@ import papermill as pm
 import pytest
 import yaml
 
-from ncutils.book import notebooks as book
+from ncutils.book.runner import chapters as book
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = book.chapters(ROOT)
@@ -91,8 +91,11 @@ def tiny_book(tmp_path):
     return tmp_path
 
 
+TINY = ("--profile", "t", "--executor", "sequential")  # the tiny book's chapters have no units
+
+
 def test_runner_names_the_failed_cell_and_keeps_the_others(tiny_book):
-    out = run_book("--root", str(tiny_book), "--profile", "t", "--no-build", "--quiet")
+    out = run_book("--root", str(tiny_book), *TINY, "--no-build", "--quiet")
     assert out.returncode == 1
     # cells run: parameters [1], papermill's injected parameters [2], "x = 1" [3], the raise [4]
     assert "02_fail: FAILED in cell In [4]: ValueError: broken on purpose" in out.stdout
@@ -108,36 +111,56 @@ def test_runner_names_the_failed_cell_and_keeps_the_others(tiny_book):
 
 
 def test_runner_reuses_unchanged_chapters_and_reruns_changed_ones(tiny_book):
-    run_book("--root", str(tiny_book), "--profile", "t", "--no-build", "--quiet", "--only", "1", "3")
-    again = run_book("--root", str(tiny_book), "--profile", "t", "--no-build", "--quiet", "--only", "1", "3")
+    run_book("--root", str(tiny_book), *TINY, "--no-build", "--quiet", "--only", "1", "3")
+    again = run_book("--root", str(tiny_book), *TINY, "--no-build", "--quiet", "--only", "1", "3")
     assert again.returncode == 0 and again.stdout.count("reused") == 2
     (tiny_book / "book" / "profiles" / "t.yaml").write_text("value: 4\n")
-    changed = run_book("--root", str(tiny_book), "--profile", "t", "--no-build", "--quiet", "--only", "1")
+    changed = run_book("--root", str(tiny_book), *TINY, "--no-build", "--quiet", "--only", "1")
     assert "reused" not in changed.stdout
     executed = tiny_book / "_build" / "t" / "src" / "book" / "01_ok.json"
     assert json.loads(executed.read_text()) == {"value": 4}
 
 
 def test_runner_rejects_unknown_chapters_and_profiles(tiny_book):
-    assert "no such chapter" in run_book("--root", str(tiny_book), "--profile", "t", "--only", "9").stderr
+    assert "no such chapter" in run_book("--root", str(tiny_book), *TINY, "--only", "9").stderr
     out = run_book("--root", str(tiny_book), "--profile", "nope")
     assert out.returncode != 0 and "profile 'nope' not found" in out.stderr
     assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1  # one line, no traceback
 
 
+def test_a_parameter_file_is_checked_before_any_compute(tiny_book, tmp_path):
+    """A file names its profile or adjusts cpu; an unknown key or profile names the file, the key and the valid
+    names, in one line, before anything runs."""
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("value: 2\nvalue_typo: 3\n")
+    out = run_book("--root", str(tiny_book), "--profile", str(typo), "--executor", "sequential")
+    assert out.returncode != 0 and "Traceback" not in out.stderr
+    assert str(typo) in out.stderr and "'value_typo' is not a parameter" in out.stderr and "value" in out.stderr
+    wrong = tmp_path / "wrong.yaml"
+    wrong.write_text("profile: laptop\nvalue: 2\n")
+    out = run_book("--root", str(tiny_book), "--profile", str(wrong), "--executor", "sequential")
+    assert out.returncode != 0 and "'profile: laptop' names no profile" in out.stderr
+    assert "cpu, paper, smoke" in out.stderr
+    assert not (tiny_book / "_build" / "wrong").exists() and not (tiny_book / "_build" / "typo").exists()
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("value: 5\n")  # no profile line: adjusts cpu
+    from ncutils.book.runner.parameters import load_profile
+
+    assert load_profile(tiny_book, str(mine), {"value", "profile"}) == ("mine", "cpu", {"value": 5})
+
+
 def test_book_builds_without_jupyter_book_on_path(tiny_book):
     """A virtualenv's python called directly, without activating the environment: nothing on PATH."""
     env = {"PATH": "/usr/bin:/bin", "HOME": str(Path.home())}
-    out = subprocess.run([sys.executable, "-m", "ncutils.book", "--root", str(tiny_book), "--profile", "t",
-                          "--only", "1", "--quiet"], cwd=tiny_book, capture_output=True, text=True, env=env,
-                         timeout=600)
+    out = subprocess.run([sys.executable, "-m", "ncutils.book", "--root", str(tiny_book), *TINY, "--only", "1",
+                          "--quiet"], cwd=tiny_book, capture_output=True, text=True, env=env, timeout=600)
     assert "book built" in out.stdout, out.stdout[-2000:] + out.stderr[-2000:]
     assert (tiny_book / "_build" / "t" / "html" / "index.html").exists()
 
 
 def test_a_failed_build_says_why(tiny_book):
     (tiny_book / "book" / "intro.md").write_text("# intro\n\n{glue:text}`no_such_key`\n")
-    out = run_book("--root", str(tiny_book), "--profile", "t", "--only", "1", "--quiet")
+    out = run_book("--root", str(tiny_book), *TINY, "--only", "1", "--quiet")
     assert out.returncode == 1 and "book build FAILED" in out.stdout
     failure = out.stdout.split("book build FAILED", 1)[1]
     assert "WARNING" in failure or "ERROR" in failure or "rror" in failure, failure

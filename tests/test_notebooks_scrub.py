@@ -7,7 +7,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from ncutils.book.notebooks import machine_roots, scrub_paths
+from ncutils.book.runner.execute import machine_roots, scrub_paths
 
 REPO, HOME, TMP = "/home/builder/ncbook", "/home/builder", "/tmp"
 BUILD = f"{REPO}/_build/cpu"

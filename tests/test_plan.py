@@ -11,9 +11,11 @@ import pytest
 import yaml
 
 from ncutils import fewshot
-from ncutils.book import grids, notebooks, units
-from ncutils.book.compute import Context, compute, without_timings
-from ncutils.book.store import Store
+from ncutils.book import grids
+from ncutils.book.engine import units
+from ncutils.book.engine.compute import Context, compute, without_timings
+from ncutils.book.engine.store import Store
+from ncutils.book.runner import chapters, parameters
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER_DATASETS = {"cifar10", "cifar100", "aircraft", "dtd", "pets", "flowers102", "mnist", "fashionmnist",
@@ -29,9 +31,9 @@ def run_book(*args, env=None, timeout=900):
 
 
 def _params(profile: str, number: int, **plumbing) -> dict:
-    nb = next(p for p in notebooks.chapters(ROOT) if notebooks.chapter_number(p) == number)
-    _, name, overrides = notebooks.load_profile(ROOT, profile)
-    return notebooks.chapter_parameters(nb, name, overrides, plumbing)[1]
+    nb = next(p for p in chapters.chapters(ROOT) if chapters.chapter_number(p) == number)
+    _, name, overrides = parameters.load_profile(ROOT, profile)
+    return parameters.chapter_parameters(nb, name, overrides, plumbing)[1]
 
 
 def test_check_lists_every_missing_input_at_once_and_fails_fast(tmp_path):
@@ -100,7 +102,8 @@ def test_the_plan_estimates_cost_by_timing_real_steps(tmp_path):
 def test_paper_dry_run_executes_one_unit_of_every_kind(tmp_path):
     """A fast subset of ``--profile paper --dry-run`` at its CPU scale: the cheapest unit of each kind at the
     paper's shapes."""
-    from ncutils.book import plan, units
+    from ncutils.book.engine import units
+    from ncutils.book.runner import plan
 
     units._load_kinds()
     timer = plan.PixelTimer()  # ranks units without timing the ~40 paper networks (minutes on a CPU)
@@ -124,7 +127,8 @@ def test_paper_dry_run_executes_one_unit_of_every_kind(tmp_path):
 def test_dry_run_scales_keep_the_paper_shapes():
     """Both dry-run scales keep every network, image size and class count; the batch scale gives pre-training
     at least one full batch of the paper's size, the minimal scale few images and small batches."""
-    from ncutils.book import datasets, dryrun
+    from ncutils.book import datasets
+    from ncutils.book.runner import dryrun
 
     real = {u.key: u for u in grids.all_units(grids.grid(3, _params("paper", 3)))}
     for scale in dryrun.SCALES:
@@ -198,8 +202,8 @@ def test_a_local_worker_waits_for_dependencies_and_skips_what_needs_a_failed_uni
     """In-process: a worker takes the first unit whose dependencies are stored, records a failure for the
     other workers, skips the units that need a failed unit or one claimed by a job that died, and a second
     worker on the same claims finds nothing left."""
-    from ncutils.book import executors
-    from ncutils.book.units import Unit
+    from ncutils.book.engine.units import Unit
+    from ncutils.book.runner import executors
 
     units.kind("test_chain")(_chain)  # a kind of this test only: removed at the end
     try:
@@ -234,7 +238,7 @@ def _worker_takes_ready_units(tmp_path, executors, Unit):
 
 
 def _constructed(seed: int, sigmas=(0.0, 0.5)):
-    from ncutils.book.units import Unit
+    from ncutils.book.engine.units import Unit
 
     return Unit("nc_constructed", {"classes": 4, "dim": 8, "per_class": 5, "sigmas": list(sigmas), "seed": seed})
 
@@ -243,9 +247,8 @@ def test_local_workers_share_the_units_and_a_failing_unit_fails_alone(tmp_path):
     """Local workers take the units one by one, each unit computed by the one worker that claims it
     first; a unit that raises is reported with its log, the others are still stored, and a rerun computes
     only what is missing."""
-    import argparse
 
-    from ncutils.book import executors
+    from ncutils.book.runner import executors
 
     good = [_constructed(s) for s in range(5)]
     bad = _constructed(9, sigmas=("not a number",))
@@ -259,15 +262,16 @@ def test_local_workers_share_the_units_and_a_failing_unit_fails_alone(tmp_path):
     second = executors.run_units_job(batch, str(tmp_path / "s0"), None, None, 1, str(claims), 1)
     assert first == {u.key: None for u in good[:2]} and second == {}
     assert [executors.claimed_by(claims, u.key) for u in good[:3]] == [0, 0, None]
-    args = argparse.Namespace(executor="local", workers=2, quiet=True)
-    ok = executors.fan_out(units, args, store_dir=tmp_path / "store", log_dir=tmp_path / "logs", poll_s=0.2)
+    local = executors.Local(workers=2)
+    ok = executors.fan_out(units, local, store_dir=tmp_path / "store", log_dir=tmp_path / "logs", progress=False,
+                           poll_s=0.2)
     store = Store(tmp_path / "store")
     assert not ok and all(u in store for u in good) and bad not in store
     log = store.log_path(bad)
     assert log.exists() and "did not contain a loop" in log.read_text() and f"unit {bad.key}" in log.read_text()
     before = {u.key: store.path(u).stat().st_mtime_ns for u in good}
-    assert not executors.fan_out(units, args, store_dir=tmp_path / "store", log_dir=tmp_path / "logs2",
-                                 poll_s=0.2)
+    assert not executors.fan_out(units, local, store_dir=tmp_path / "store", log_dir=tmp_path / "logs2",
+                                 progress=False, poll_s=0.2)
     assert {u.key: store.path(u).stat().st_mtime_ns for u in good} == before  # reused, not recomputed
 
 
@@ -296,7 +300,7 @@ def test_a_dry_run_judges_no_claim_and_its_claims_page_says_so(tmp_path):
     say, and the claims page opens with a dry-run warning."""
     from ncutils.book.chapter import Chapter
     from ncutils.book.claims import CLAIMS
-    from ncutils.book.site import claims_page
+    from ncutils.book.runner.site import claims_page
     from ncutils.book.verdicts import INCONCLUSIVE, SUPPORTED, check, judge
     from ncutils.stats import Estimate
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from ncutils.book import grids, profiles
-from ncutils.book.compute import Context, without_timings
-from ncutils.book.store import Store
+from ncutils.book.engine.compute import Context, without_timings
+from ncutils.book.engine.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 

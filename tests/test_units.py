@@ -10,21 +10,22 @@ from pathlib import Path
 
 import pytest
 
-from ncutils.book import grids, units
-from ncutils.book.compute import Context, MissingResult, compute
-from ncutils.book.store import Store
-from ncutils.book.units import KINDS, Unit
+from ncutils.book import grids
+from ncutils.book.engine import fingerprint, units
+from ncutils.book.engine.compute import Context, MissingResult, compute
+from ncutils.book.engine.store import Store
+from ncutils.book.engine.units import KINDS, Unit
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 # --------------------------------------------------------------------------- the smoke grids' units
 def _smoke_params(number: int) -> dict:
-    from ncutils.book import notebooks
+    from ncutils.book.runner import chapters, parameters
 
-    nb = next(p for p in notebooks.chapters(ROOT) if notebooks.chapter_number(p) == number)
-    _, _, overrides = notebooks.load_profile(ROOT, "smoke")
-    return notebooks.chapter_parameters(nb, "smoke", overrides, {})[1]
+    nb = next(p for p in chapters.chapters(ROOT) if chapters.chapter_number(p) == number)
+    _, _, overrides = parameters.load_profile(ROOT, "smoke")
+    return parameters.chapter_parameters(nb, "smoke", overrides, {})[1]
 
 
 @pytest.fixture(scope="module")
@@ -121,15 +122,127 @@ def test_code_fingerprint_ignores_docstrings_and_comments_but_not_code():
     src = '''"""Module doc."""\n\ndef f(x):\n    """Doc."""\n    return x + 1  # comment\n'''
     same = '''"""Another doc."""\n\ndef f(x):\n    """Reworded."""\n    # a new comment\n    return x + 1\n'''
     other = '''"""Module doc."""\n\ndef f(x):\n    """Doc."""\n    return x + 2\n'''
-    assert units.source_digest(src) == units.source_digest(same) != units.source_digest(other)
+    assert fingerprint.source_digest(src) == fingerprint.source_digest(same) != fingerprint.source_digest(other)
 
 
-def test_code_fingerprint_follows_the_library_code_a_kind_runs():
-    closure = units.closure_of_modules("ncutils.book.experiments.finetuning")
-    wanted = {"ncutils.finetune.loop", "ncutils.finetune.methods", "ncutils.metrics", "ncutils.book.datasets"}
-    assert wanted <= set(closure)
-    assert "ncutils.book.experiments.scores" not in closure and "ncutils.book.cli" not in closure
-    assert "ncutils.pretrain.adversarial" not in units.closure_of_modules("ncutils.book.experiments.metrics")
+def test_code_fingerprint_follows_names_to_the_modules_that_define_them():
+    closure = set(fingerprint.closure("ncutils.book.experiments.finetuning"))
+    wanted = {"ncutils.finetune.loop", "ncutils.finetune.methods", "ncutils.metrics", "ncutils.book.datasets",
+              "ncutils.fewshot.backbones"}  # through `from ncutils import fewshot` and `fewshot.backbone(...)`
+    assert wanted <= closure
+    assert not closure & {"ncutils.book.experiments.scores", "ncutils.book.runner.cli", "ncutils.fewshot.episodes",
+                          "ncutils.fewshot", "ncutils.book.engine.units", "ncutils.book.engine.store"}
+    assert fingerprint.closure("ncutils.book.experiments.metrics") == (
+        "ncutils.book.experiments.metrics", "ncutils.metrics", "ncutils.reference")
+    pretraining = set(fingerprint.closure("ncutils.book.experiments.sources"))
+    assert "ncutils.pretrain.adversarial" in pretraining
+    assert not any(m.startswith("ncutils.finetune") for m in pretraining)
+
+
+def test_no_import_cycle_inside_ncutils_imports_in_functions_included():
+    package = ROOT / "ncutils"
+    modules = [".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+               for p in package.rglob("*.py")]
+    graph = {m: fingerprint.dependencies(m, declarations=True) for m in modules}
+    state: dict[str, int] = {}
+
+    def visit(m: str, path: tuple[str, ...]) -> None:
+        state[m] = 1
+        for d in graph.get(m, ()):
+            assert state.get(d) != 1, "import cycle: " + " -> ".join((*path, m, d))
+            if d not in state:
+                visit(d, (*path, m))
+        state[m] = 2
+
+    for m in modules:
+        if m not in state:
+            visit(m, ())
+    assert len(graph) > 50
+
+
+def _cpu_plan() -> list[Unit]:
+    from ncutils.book.runner import chapters, parameters, plan
+
+    _, _, overrides = parameters.load_profile(ROOT, "cpu")
+    params = {nb: parameters.chapter_parameters(nb, "cpu", overrides, {})[1] for nb in chapters.chapters(ROOT)}
+    return plan.flatten(plan.chapter_units(params))
+
+
+def _keys_after_edit(copy: Path, relative: str, edit) -> dict[str, set[str]]:
+    """The kinds whose keys an edit of ``copy/relative`` changes, with the original keys for comparison."""
+    with fingerprint.reading(copy):
+        before = {(u.kind, i): u.key for i, u in enumerate(_cpu_plan())}
+    target = copy / relative
+    original = target.read_text()
+    target.write_text(edit(original))
+    try:
+        with fingerprint.reading(copy):
+            after = {(u.kind, i): u.key for i, u in enumerate(_cpu_plan())}
+    finally:
+        target.write_text(original)
+    changed: dict[str, set[str]] = {}
+    for (kind, i), key in before.items():
+        changed.setdefault(kind, set())
+        if after[(kind, i)] != key:
+            changed[kind].add(key)
+    return {k: v for k, v in changed.items() if v}
+
+
+@pytest.fixture(scope="module")
+def library_copy(tmp_path_factory) -> Path:
+    import shutil
+
+    copy = tmp_path_factory.mktemp("checkout")
+    shutil.copytree(ROOT / "ncutils", copy / "ncutils", ignore=shutil.ignore_patterns("__pycache__"))
+    return copy
+
+
+def _append(line: str):
+    return lambda src: src + f"\n{line}\n"
+
+
+def _in_function(name: str, line: str):
+    """Insert ``line`` as the first statement of function ``name`` (after its docstring)."""
+    import ast
+
+    def edit(src: str) -> str:
+        fn = next(n for n in ast.walk(ast.parse(src)) if isinstance(n, ast.FunctionDef) and n.name == name)
+        first = fn.body[1] if isinstance(fn.body[0], ast.Expr) and len(fn.body) > 1 else fn.body[0]
+        lines = src.splitlines(keepends=True)
+        lines.insert(first.lineno - 1, " " * first.col_offset + line + "\n")
+        return "".join(lines)
+
+    return edit
+
+
+READERS = {"probe", "layerwise_probe", "layer_nc", "fewshot_eval", "finetune", "transfer_scores"}
+
+
+@pytest.mark.parametrize("relative, edit, changes, keeps", [
+    ("ncutils/finetune/prefix_cache.py", _append("_EDITED = 1"), {"finetune"},
+     {"pretrain", "probe", "fewshot_eval", "layerwise_probe", "transfer_scores", "layer_nc"}),
+    ("ncutils/fewshot/episodes.py", _append("_EDITED = 1"), {"fewshot_eval"},
+     {"pretrain", "probe", "finetune", "transfer_scores", "layerwise_probe", "layer_nc"}),
+    ("ncutils/transferability/scores.py", _append("_EDITED = 1"), {"transfer_scores"},
+     {"pretrain", "probe", "finetune", "fewshot_eval", "layerwise_probe", "layer_nc",
+      "param_percentages", "nc_constructed", "nc_surrogates", "nc1_cost", "nc_streaming"}),
+    ("ncutils/pretrain/adversarial.py", _append("_EDITED = 1"), {"pretrain"} | READERS, set()),
+    # two levels down: the probe kind -> ncutils.pretrain.loop.transfer -> ncutils.probe.layerwise_probe
+    ("ncutils/probe.py", _in_function("layerwise_probe", "_edited = 1"), {"probe"}, {"nc_constructed"}),
+    # three levels down: finetune -> ncutils.finetune.loop -> ncutils.training -> ncutils.runtime
+    ("ncutils/runtime.py", _in_function("seed_everything", "_edited = 1"), {"finetune", "pretrain"},
+     {"nc_constructed", "nc_surrogates"}),
+])
+def test_an_edit_recomputes_exactly_the_kinds_that_can_run_it(library_copy, relative, edit, changes, keeps):
+    changed = _keys_after_edit(library_copy, relative, edit)
+    assert changes <= set(changed), f"{relative}: expected {changes} to change, changed {sorted(changed)}"
+    assert not keeps & set(changed), f"{relative}: {sorted(keeps & set(changed))} changed too"
+
+
+def test_a_reworded_docstring_recomputes_nothing(library_copy):
+    edit = lambda src: src.replace('"""', '"""Reworded. ', 1)  # noqa: E731
+    assert _keys_after_edit(library_copy, "ncutils/finetune/loop.py", edit) == {}
+    assert _keys_after_edit(library_copy, "ncutils/book/engine/store.py", _append("_EDITED = 1")) == {}
 
 
 # --------------------------------------------------------------------------- the store
@@ -175,9 +288,9 @@ def test_fresh_recomputes_what_was_stored_before_the_run(tmp_path):
 def test_two_processes_writing_one_store_lose_nothing(tmp_path):
     script = textwrap.dedent(f"""
         import sys
-        from ncutils.book.compute import Context, compute
-        from ncutils.book.store import Store
-        from ncutils.book.units import unit
+        from ncutils.book.engine.compute import Context, compute
+        from ncutils.book.engine.store import Store
+        from ncutils.book.engine.units import unit
         store = Store({str(tmp_path)!r})
         for seed in range(int(sys.argv[1]), int(sys.argv[2])):
             compute(unit("nc_streaming", classes=3, dim=4, per_class=5, sigma=0.5, batch_size=4, seed=seed),

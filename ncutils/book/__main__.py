@@ -1,7 +1,7 @@
-"""``python -m ncutils.book``: see :mod:`ncutils.book.cli`."""
+"""``python -m ncutils.book``: see :mod:`ncutils.book.runner.cli`."""
 
 import sys
 
-from ncutils.book.cli import main
+from ncutils.book.runner.cli import main
 
 sys.exit(main())

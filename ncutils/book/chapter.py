@@ -11,10 +11,10 @@ Parameters the notebooks share (the plumbing, set by the runner):
 
 ``profile``          smoke | cpu | paper (:mod:`ncutils.book.profiles`)
 ``results_path``     the chapter's JSON file (``None``: keep it in memory)
-``store_dir``        the unit store (:class:`ncutils.book.store.Store`)
+``store_dir``        the unit store (:class:`ncutils.book.engine.store.Store`)
 ``reuse_results``    ``False`` recomputes every unit finished before this run started
 ``compute_missing``  ``False`` fails on a unit that is not stored (after a fan-out run)
-``dry_run``          the paper-shaped dry run: synthetic stand-ins, random weights (:mod:`ncutils.book.dryrun`)
+``dry_run``          the paper-shaped dry run: synthetic stand-ins, random weights (:mod:`ncutils.book.runner.dryrun`)
 ``device``, ``data_root``, ``progress``, ``seed``
 """
 
@@ -29,10 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from ncutils.book import grids
-from ncutils.book.compute import Context
-from ncutils.book.notebooks import FRESH_ENV
-from ncutils.book.store import Store, atomic_write, to_jsonable
-from ncutils.book.units import Unit, canonical
+from ncutils.book.engine.compute import Context
+from ncutils.book.engine.store import FRESH_ENV, Store, atomic_write, to_jsonable
+from ncutils.book.engine.units import Unit, canonical
 
 __all__ = ["FRESH_ENV", "PLUMBING", "Chapter", "describe_backbone", "parameters"]
 
@@ -183,7 +182,7 @@ class Chapter:
         """Every source model (``pretrain`` unit) the chapter's ``groups`` (default: all) use, directly or
         through another unit, with its setting, source NC1 and ``train_accuracy`` (the terminal-phase check),
         recorded in the chapter's JSON under ``results["source_models"]``."""
-        from ncutils.book.units import closure
+        from ncutils.book.engine.units import closure
 
         wanted = [u for g, units in self.grid.items() if groups is None or g in groups for u in units.values()]
         rows = []

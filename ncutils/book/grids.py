@@ -18,8 +18,8 @@ from typing import Any
 
 from ncutils import hub, models
 from ncutils.book import networks, profiles, published
+from ncutils.book.engine.units import Unit, closure
 from ncutils.book.profiles import Profile
-from ncutils.book.units import Unit, closure
 
 __all__ = ["GRIDS", "all_units", "fig4_models", "grid", "probe", "profile_of"]
 
@@ -209,12 +209,12 @@ GRIDS: dict[int, Callable[[Profile, Mapping[str, Any]], Grid]] = {
 def grid(number: int, params: Mapping[str, Any]) -> Grid:
     """The units of chapter ``number`` for its ``params``, in named groups (rewritten for the paper-shaped
     dry run when ``params["dry_run"]`` is true: ``"minimal"`` for its CPU scale, ``"batch"`` or ``True`` for the
-    paper's batch sizes; see :mod:`ncutils.book.dryrun`)."""
+    paper's batch sizes; see :mod:`ncutils.book.runner.dryrun`)."""
     if number not in GRIDS:
         raise ValueError(f"no chapter {number}; chapters are {sorted(GRIDS)}.")
     g = GRIDS[number](profile_of(params), params)
     if params.get("dry_run"):
-        from ncutils.book.dryrun import dry
+        from ncutils.book.runner.dryrun import dry
 
         scale = "minimal" if params["dry_run"] == "minimal" else "batch"
         memo: dict = {}

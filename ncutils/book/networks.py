@@ -25,9 +25,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from ncutils import fewshot, hub, models
+from ncutils import fewshot, hub, models, pretrain
+from ncutils.book.engine.units import Unit
 
-__all__ = ["backbone", "build_network", "encoder", "input_shape_of", "public_names"]
+__all__ = ["backbone", "build_net", "build_network", "encoder", "trained_backbone", "trained_net"]
 
 
 def build_network(net: Mapping[str, Any], num_classes: int, in_shape: tuple[int, int, int]) -> nn.Module:
@@ -50,24 +51,47 @@ def build_network(net: Mapping[str, Any], num_classes: int, in_shape: tuple[int,
                      "resnet12, seresnet12, vit.")
 
 
-def public_names() -> list[str]:
-    """Names usable in ``{"public": name}`` backbone specs."""
-    return sorted(hub.PRETRAINED)
+def _in_shape(cfg: Mapping[str, Any]) -> tuple[int, int, int]:
+    s = cfg["data"]
+    return (s["channels"], s["image_size"], s["image_size"])
 
 
-def input_shape_of(spec: Mapping[str, Any]) -> tuple[int, int, int] | None:
-    """(channels, height, width) the backbone expects, when the spec fixes it."""
-    if "public" in spec:
-        size = hub.PRETRAINED[spec["public"]].input_size
-        return (3, size, size)
-    return None
+def build_net(cfg: Mapping[str, Any]) -> pretrain.PretrainNet:
+    """The untrained :class:`~ncutils.pretrain.PretrainNet` of a ``pretrain`` configuration (seeded)."""
+    adversarial = cfg.get("adv_eps") is not None
+    norm = cfg["data"]["normalize"]
+    torch.manual_seed(cfg["seed"])
+    back = build_network(cfg["network"], cfg["num_classes"], _in_shape(cfg))
+    return pretrain.PretrainNet.from_backbone(
+        back, cfg["num_classes"], loss=cfg["loss"], head_layers=cfg["head_layers"],
+        mean=norm["mean"] if adversarial else None, std=norm["std"] if adversarial else None)
+
+
+def trained_net(u: Unit, ctx) -> pretrain.PretrainNet:
+    """The network a ``pretrain`` unit trained (computed first when missing), in eval mode."""
+    if u.kind != "pretrain":
+        raise ValueError(f"expected a pretrain unit, got {u.kind}.")
+    net = build_net(u.config)
+    net.load_state_dict(ctx.load_weights(u))
+    return net.eval()
+
+
+def trained_backbone(u: Unit, ctx) -> nn.Module:
+    """The pre-trained backbone of a ``pretrain`` unit with a (source) classifier slot, ready for
+    :func:`ncutils.finetune.build`, which replaces the classifier."""
+    cfg = u.config
+    back = build_network(cfg["network"], cfg["num_classes"], _in_shape(cfg))
+    encoder = trained_net(u, ctx).encoder
+    missing, unexpected = back.load_state_dict(encoder.state_dict(), strict=False)
+    if unexpected or any(not k.startswith(("fc.", "head.")) for k in missing):
+        raise ValueError(f"the stored encoder of {u.key} does not fit its network spec: missing {missing}, "
+                         f"unexpected {unexpected}.")
+    return back
 
 
 def backbone(spec: Mapping[str, Any], ctx) -> nn.Module:
     """The whole network of a backbone spec (with a classifier), on the CPU, in eval mode."""
     if "source" in spec:
-        from ncutils.book.experiments.sources import trained_backbone
-
         return trained_backbone(spec["source"], ctx).eval()
     if "public" in spec:
         return hub.load_pretrained(spec["public"]).eval()
@@ -83,7 +107,5 @@ def backbone(spec: Mapping[str, Any], ctx) -> nn.Module:
 def encoder(spec: Mapping[str, Any], ctx) -> nn.Module:
     """The frozen feature extractor of a backbone spec: the network without its classifier."""
     if "source" in spec:
-        from ncutils.book.experiments.sources import trained_net
-
         return trained_net(spec["source"], ctx).encoder.eval()
     return models.without_classifier(backbone(spec, ctx))

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown
 
-from ncutils.book import dryrun
+from ncutils.book.runner import dryrun
 
 __all__ = ["compare", "figure", "glue_figure", "scale_note", "style", "verdict"]
 

@@ -35,7 +35,7 @@ from typing import Any
 from ncutils import data, hub, models, transforms
 from ncutils import fewshot as fs
 from ncutils.book import datasets
-from ncutils.book.units import Unit
+from ncutils.book.engine.units import Unit
 from ncutils.data import glyphs
 
 __all__ = ["PROFILES", "Profile", "get"]

@@ -1,4 +1,4 @@
-"""The fine-tuning loop of Section 3.3 (paper recipe, Appendix B) and evaluation."""
+"""The fine-tuning loop of Section 3.3 (paper recipe, Appendix B)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 from tqdm.auto import tqdm
 
 from ncutils.data.loading import in_order
@@ -18,7 +17,7 @@ from ncutils.finetune.prefix_cache import PrefixCache, cache_mode, recalibrate_b
 from ncutils.metrics import NCAccumulator
 from ncutils.runtime import autocast, cpu_numerics, resolve_device
 from ncutils.runtime import channels_last as runtime_channels_last
-from ncutils.training import Checkpoint, cosine_schedule, seed_epoch, sgd
+from ncutils.training import Checkpoint, cosine_schedule, evaluate, seed_epoch, sgd
 
 __all__ = ["FitResult", "evaluate", "fit"]
 
@@ -237,26 +236,3 @@ def fit(
                 cache.close()
     result.seconds = time.perf_counter() - t_start
     return result
-
-
-def evaluate(
-    net: nn.Module, loader: Iterable, *, device: str | torch.device = "auto", amp: bool = True
-) -> dict[str, float]:
-    """Accuracy (percent) and mean cross-entropy of ``net`` on ``loader`` in evaluation mode."""
-    dev = resolve_device(device)
-    amp = amp and dev.type == "cuda"
-    was_training = net.training
-    net.to(dev).eval()
-    correct, seen, loss = 0, 0, 0.0
-    with torch.inference_mode():
-        for batch in loader:
-            x, y = batch[0].to(dev, non_blocking=True), batch[1].to(dev, non_blocking=True)
-            with autocast(dev, amp):
-                logits = net(x).float()
-            loss += F.cross_entropy(logits, y, reduction="sum").item()
-            correct += (logits.argmax(1) == y).sum().item()
-            seen += len(y)
-    net.train(was_training)
-    if seen == 0:
-        raise ValueError("the evaluation loader yielded no samples.")
-    return {"accuracy": 100.0 * correct / seen, "loss": loss / seen}

@@ -13,8 +13,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ncutils import models
-from ncutils.features import PENULTIMATE, layerwise_nc
+from ncutils.features import encoder_feature_model, layerwise_nc
 from ncutils.pretrain.adversarial import pgd_attack
 from ncutils.pretrain.losses import Loss, as_loss
 from ncutils.pretrain.networks import PretrainNet
@@ -26,33 +25,8 @@ from ncutils.training import Checkpoint, make_schedule, modes_kept, seed_epoch, 
 __all__ = ["pretrain", "source_nc1", "transfer"]
 
 
-# =========================================================================== features of an encoder
-class _EncoderFeatures(nn.Module):
-    """``pre -> encoder -> feature``: exposes the encoder output as the module ``feature``.
-
-    Lets :mod:`ncutils.features` read the output of any encoder (whose own classifier is gone)
-    by module path, through torch.fx like every other layer.
-    """
-
-    def __init__(self, encoder: nn.Module, pre: nn.Module | None = None):
-        super().__init__()
-        self.pre = pre if pre is not None else nn.Identity()
-        self.encoder = encoder
-        self.feature = nn.Identity()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.feature(self.encoder(self.pre(x)))
-
-
-def _feature_model(encoder: nn.Module, pre: nn.Module | None = None) -> tuple[nn.Module, str]:
-    """A model and layer name under which :mod:`ncutils.features` yields the encoder's output."""
-    if models.is_vit(encoder) and (pre is None or isinstance(pre, nn.Identity)):
-        return encoder, PENULTIMATE  # timm's own path; its head is the identity in an encoder
-    return _EncoderFeatures(encoder, pre), "feature"
-
-
 def _encoder_nc(encoder: nn.Module, loader: Iterable, *, pre: nn.Module | None = None, **kwargs) -> dict:
-    model, name = _feature_model(encoder, pre)
+    model, name = encoder_feature_model(encoder, pre)
     with modes_kept(encoder):
         out = layerwise_nc(model, loader, [name], **kwargs)[name]
     return {k: float(out[k]) for k in ("nc1", "cdnv", "nc2")}
@@ -107,7 +81,7 @@ def transfer(
         ``test_accuracy`` and ``train_accuracy`` in percent, ``nc1`` of the downstream training
         features, ``feature_dim``, ``num_train`` and ``num_test``.
     """
-    model, name = _feature_model(encoder)
+    model, name = encoder_feature_model(encoder)
     with modes_kept(encoder):
         res = layerwise_probe(model, train_loader, test_loader, [name], epochs=epochs, lr=lr, min_lr=min_lr,
                               batch_size=batch_size, standardize=standardize, device=device, amp=amp,

@@ -1,6 +1,6 @@
 """The book's experiments as unit kinds: each is a function of one complete configuration.
 
-Every module here registers kinds with :func:`ncutils.book.units.kind`, and each is fingerprinted
+Every module here registers kinds with :func:`ncutils.book.engine.units.kind`, and each is fingerprinted
 on its own (with the library code it imports), so changing one experiment leaves the stored results
 of the others valid. This package's ``__init__`` imports nothing for the same reason.
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from ncutils import fewshot, metrics
 from ncutils.book import datasets, networks
-from ncutils.book.units import kind
+from ncutils.book.engine.units import kind
 
 
 @kind("fewshot_eval")

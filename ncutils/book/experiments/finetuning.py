@@ -25,8 +25,8 @@ import torch
 
 from ncutils import data, features, finetune
 from ncutils.book import datasets, networks
+from ncutils.book.engine.units import kind
 from ncutils.book.experiments.probing import nc1_resamples
-from ncutils.book.units import kind
 
 
 @kind("finetune")

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from ncutils import metrics, reference
-from ncutils.book.units import kind
+from ncutils.book.engine.units import kind
 
 __all__ = ["etf_means", "sample"]
 

@@ -27,7 +27,7 @@ import numpy as np
 
 from ncutils import data, features, metrics, pretrain, probe
 from ncutils.book import datasets, networks
-from ncutils.book.units import kind
+from ncutils.book.engine.units import kind
 
 
 def _loader(spec: Mapping[str, Any], batch: int, ctx):

@@ -14,7 +14,7 @@ from typing import Any
 
 from ncutils import data, features, transferability
 from ncutils.book import datasets, networks
-from ncutils.book.units import kind
+from ncutils.book.engine.units import kind
 
 
 @kind("transfer_scores")

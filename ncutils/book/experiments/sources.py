@@ -30,48 +30,22 @@ from typing import Any
 import torch
 from torch import nn
 
-from ncutils import data, features, pretrain
+from ncutils import data, features, pretrain, training
 from ncutils.book import datasets
-from ncutils.book.networks import build_network
-from ncutils.book.units import Unit, kind
+from ncutils.book.engine.units import kind
+from ncutils.book.networks import build_net
 
-__all__ = ["build_net", "trained_backbone", "trained_net"]
-
-
-def _in_shape(cfg: Mapping[str, Any]) -> tuple[int, int, int]:
-    s = cfg["data"]
-    return (s["channels"], s["image_size"], s["image_size"])
-
-
-def build_net(cfg: Mapping[str, Any]) -> pretrain.PretrainNet:
-    """The untrained :class:`~ncutils.pretrain.PretrainNet` of a ``pretrain`` configuration (seeded)."""
-    adversarial = cfg.get("adv_eps") is not None
-    norm = cfg["data"]["normalize"]
-    torch.manual_seed(cfg["seed"])
-    back = build_network(cfg["network"], cfg["num_classes"], _in_shape(cfg))
-    return pretrain.PretrainNet.from_backbone(
-        back, cfg["num_classes"], loss=cfg["loss"], head_layers=cfg["head_layers"],
-        mean=norm["mean"] if adversarial else None, std=norm["std"] if adversarial else None)
+__all__ = ["run_pretrain"]
 
 
 def _nearest_mean_accuracy(encoder: nn.Module, loader, pre: nn.Module, device) -> float:
     """Accuracy of the nearest class mean of the encoder's features (for SupCon, which has no classifier)."""
-    feats = features.extract_features(_Pre(encoder, pre), loader, ("feature",), device=device, progress=False)
+    feats = features.extract_features(features.EncoderFeatures(encoder, pre), loader, ("feature",), device=device,
+                                      progress=False)
     x, y = feats["feature"].double(), feats["labels"]
     means = torch.stack([x[y == c].mean(0) for c in range(int(y.max()) + 1)])
     pred = torch.cdist(x, means).argmin(1)
     return 100.0 * (pred == y).double().mean().item()
-
-
-class _Pre(nn.Module):
-    """``pre -> encoder``, with the output exposed as the module ``feature`` (for feature extraction)."""
-
-    def __init__(self, encoder: nn.Module, pre: nn.Module):
-        super().__init__()
-        self.pre, self.encoder, self.feature = pre, encoder, nn.Identity()
-
-    def forward(self, x):
-        return self.feature(self.encoder(self.pre(x)))
 
 
 @kind("pretrain", stores_weights=True)
@@ -100,32 +74,8 @@ def run_pretrain(cfg: Mapping[str, Any], ctx) -> tuple[dict, nn.Module]:
     if source_nc1 is None:
         source_nc1 = pretrain.source_nc1(net.encoder, nc_loader, normalize=net.normalize, device=ctx.device)
     if net.classifier is not None:
-        from ncutils.finetune import evaluate
-
-        train_acc = evaluate(net, nc_loader, device=ctx.device)["accuracy"]
+        train_acc = training.evaluate(net, nc_loader, device=ctx.device)["accuracy"]
     else:
         train_acc = _nearest_mean_accuracy(net.encoder, nc_loader, net.normalize, ctx.device)
     result = {"history": history, "source_nc1": source_nc1, "train_accuracy": train_acc}
     return result, net.cpu()
-
-
-def trained_net(u: Unit, ctx) -> pretrain.PretrainNet:
-    """The network a ``pretrain`` unit trained (computed first when missing), in eval mode."""
-    if u.kind != "pretrain":
-        raise ValueError(f"expected a pretrain unit, got {u.kind}.")
-    net = build_net(u.config)
-    net.load_state_dict(ctx.load_weights(u))
-    return net.eval()
-
-
-def trained_backbone(u: Unit, ctx) -> nn.Module:
-    """The pre-trained backbone of a ``pretrain`` unit with a (source) classifier slot, ready for
-    :func:`ncutils.finetune.build`, which replaces the classifier."""
-    cfg = u.config
-    back = build_network(cfg["network"], cfg["num_classes"], _in_shape(cfg))
-    encoder = trained_net(u, ctx).encoder
-    missing, unexpected = back.load_state_dict(encoder.state_dict(), strict=False)
-    if unexpected or any(not k.startswith(("fc.", "head.")) for k in missing):
-        raise ValueError(f"the stored encoder of {u.key} does not fit its network spec: missing {missing}, "
-                         f"unexpected {unexpected}.")
-    return back

@@ -8,9 +8,9 @@ of
 
 * the configuration, with every nested unit replaced by that unit's own key, so a change anywhere
   upstream changes every key downstream;
-* a fingerprint of the code the kind runs: the syntax trees (docstrings and comments stripped) of
-  the module defining the kind and of every ``ncutils`` module it imports, directly or not, plus
-  the versions of the numerical libraries (torch, torchvision, timm, numpy, scipy, scikit-learn).
+* the fingerprint of the code the kind can run (:mod:`ncutils.book.engine.fingerprint`): the syntax
+  trees, without docstrings and comments, of the module defining the kind and of every ``ncutils``
+  module whose code it uses, directly or not, plus the versions of the numerical libraries.
 
 So a changed parameter, a fixed bug or an upgraded torch can never return an old number, while a
 reworded docstring reuses everything. Execution details (device, data location, progress bars) are
@@ -19,23 +19,18 @@ not part of the configuration: a unit computed on a cluster GPU is reused by a n
 
 from __future__ import annotations
 
-import ast
 import functools
 import hashlib
 import importlib
-import importlib.util
 import json
 import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-__all__ = ["KINDS", "Kind", "Unit", "canonical", "closure", "closure_of_modules", "code_fingerprint", "get_kind",
-           "kind", "source_digest", "unit"]
+from ncutils.book.engine.fingerprint import fingerprint
 
-#: Libraries whose versions enter every fingerprint: they change the numbers a unit computes.
-VERSIONED = ("torch", "torchvision", "timm", "numpy", "scipy", "sklearn")
+__all__ = ["KINDS", "Kind", "Unit", "canonical", "closure", "get_kind", "kind", "unit"]
 
 
 # --------------------------------------------------------------------------- units
@@ -58,7 +53,7 @@ class Unit:
     def key(self) -> str:
         """``<kind>-<16 hex digits>``: hash of the configuration (dependencies by key) and the code."""
         blob = json.dumps({"kind": self.kind, "config": canonical(self.config, by_key=True),
-                           "code": code_fingerprint(KINDS[self.kind].module)}, sort_keys=True)
+                           "code": fingerprint(KINDS[self.kind].module)}, sort_keys=True)
         return f"{self.kind}-{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
 
     @property
@@ -210,97 +205,3 @@ def get_kind(name: str) -> Kind:
     if name not in KINDS:
         raise ValueError(f"unknown unit kind {name!r}; known kinds: {sorted(KINDS)}.")
     return KINDS[name]
-
-
-# --------------------------------------------------------------------------- code fingerprints
-def _module_file(name: str) -> Path | None:
-    """The source file of module ``name``, or ``None`` (not a module: a function or class name)."""
-    try:
-        spec = importlib.util.find_spec(name)
-    except (ModuleNotFoundError, ValueError):
-        return None
-    return Path(spec.origin) if spec and spec.origin and spec.origin.endswith(".py") else None
-
-
-def _resolve(node: ast.ImportFrom, module: str, is_package: bool) -> str:
-    if not node.level:
-        return node.module or ""
-    parts = module.split(".")
-    base = parts if is_package else parts[:-1]
-    base = base[: len(base) - (node.level - 1)]
-    return ".".join([*base, node.module] if node.module else base)
-
-
-def _imports(module: str, tree: ast.Module, is_package: bool) -> set[str]:
-    """The ``ncutils`` modules ``module`` imports (``from pkg import sub`` counts sub when it is a module)."""
-    found: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            found.update(a.name for a in node.names if a.name.split(".")[0] == "ncutils")
-        elif isinstance(node, ast.ImportFrom):
-            base = _resolve(node, module, is_package)
-            if base.split(".")[0] != "ncutils":
-                continue
-            found.add(base)
-            for a in node.names:
-                if _module_file(f"{base}.{a.name}") is not None:
-                    found.add(f"{base}.{a.name}")
-    # a module imports its parent packages' __init__ too
-    parts = module.split(".")
-    found.update(".".join(parts[:i]) for i in range(1, len(parts)))
-    return found
-
-
-def _strip_docstrings(tree: ast.Module) -> ast.Module:
-    for node in ast.walk(tree):
-        if isinstance(node, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            body = node.body
-            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
-                    and isinstance(body[0].value.value, str):
-                node.body = body[1:] or [ast.Pass()]
-    return tree
-
-
-def source_digest(source: str) -> str:
-    """Hash of Python ``source``'s syntax tree without docstrings: comments, docstrings and layout do not
-    count, code does."""
-    return hashlib.sha256(ast.dump(_strip_docstrings(ast.parse(source))).encode()).hexdigest()
-
-
-@functools.cache
-def _parsed(module: str) -> tuple[str, frozenset[str]]:
-    """(hash of the docstring-free syntax tree, ncutils modules imported) of one module."""
-    path = _module_file(module)
-    if path is None:
-        return "", frozenset()
-    source = path.read_text(encoding="utf-8")
-    imports = _imports(module, ast.parse(source), path.name == "__init__.py")
-    return source_digest(source), frozenset(imports)
-
-
-def closure_of_modules(module: str) -> list[str]:
-    """``module`` and every ``ncutils`` module it imports, directly or through others (sorted)."""
-    seen: set[str] = set()
-    todo = [module]
-    while todo:
-        m = todo.pop()
-        if m in seen:
-            continue
-        seen.add(m)
-        todo.extend(_parsed(m)[1] - seen)
-    return sorted(seen)
-
-
-@functools.cache
-def code_fingerprint(module: str) -> str:
-    """Hash of the code a unit kind defined in ``module`` runs, and of the numerical libraries' versions."""
-    h = hashlib.sha256()
-    for m in closure_of_modules(module):
-        h.update(f"{m}:{_parsed(m)[0]};".encode())
-    for lib in VERSIONED:
-        try:
-            version = importlib.import_module(lib).__version__
-        except ImportError:
-            version = "absent"
-        h.update(f"{lib}={version};".encode())
-    return h.hexdigest()[:16]

@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ncutils.book import datasets
-from ncutils.book.units import Unit
+from ncutils.book.engine.units import Unit
 
 __all__ = ["CAPS", "MINIMAL_BATCH", "MINIMAL_CLASSES", "MINIMAL_QUERIES", "MINIMAL_SCALE", "SCALES", "dry"]
 

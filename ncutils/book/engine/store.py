@@ -4,7 +4,7 @@ Layout under the store's root folder::
 
     <kind>/<key>.json   the unit's record: configuration, result, provenance, checksums
     <kind>/<key>.pt     the network a weight-storing unit trained (pre-training units)
-    <kind>/<key>.log    the log of a unit run by a fan-out executor (see ncutils.book.executors)
+    <kind>/<key>.log    the log of a unit run by a fan-out executor (see ncutils.book.runner.executors)
 
 A record is written to a temporary file in the same folder and renamed into place, so a reader
 sees either the whole record or none, and processes writing different units into one store (on one
@@ -30,9 +30,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from ncutils.book.units import Unit, canonical
+from ncutils.book.engine.units import Unit, canonical
 
-__all__ = ["DamagedRecord", "Store", "atomic_write", "to_jsonable"]
+__all__ = ["FRESH_ENV", "DamagedRecord", "Store", "atomic_write", "to_jsonable"]
+
+#: The runner's ``--fresh`` sets this environment variable to the run's start time: every chapter of the run
+#: recomputes what was stored before it, and reuses what an earlier chapter of the same run recomputed.
+FRESH_ENV = "NCUTILS_FRESH_SINCE"
 
 FORMAT = 1
 

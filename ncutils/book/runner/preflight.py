@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from ncutils import data, fewshot, hub
-from ncutils.book.plan import flatten, needs
-from ncutils.book.units import Unit
+from ncutils.book.engine.units import Unit
+from ncutils.book.runner.plan import flatten, needs
 
 __all__ = ["missing_inputs", "preflight"]
 

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ncutils.book.notebooks import chapter_number, chapter_title
+from ncutils.book.runner.chapters import chapter_number, chapter_title
 
 __all__ = ["Record", "build_book", "machine", "stage"]
 

@@ -16,8 +16,8 @@ from typing import Any
 
 import torch
 
-from ncutils.book.store import Store
-from ncutils.book.units import Unit, closure, get_kind
+from ncutils.book.engine.store import Store
+from ncutils.book.engine.units import Unit, closure, get_kind
 
 __all__ = ["Context", "MissingResult", "TIMING_FIELDS", "compute", "compute_all", "without_timings"]
 

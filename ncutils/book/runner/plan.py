@@ -20,15 +20,15 @@ from pathlib import Path
 from typing import Any
 
 from ncutils.book import datasets, grids
-from ncutils.book.store import Store
-from ncutils.book.units import Unit, closure
+from ncutils.book.engine.store import Store
+from ncutils.book.engine.units import Unit, closure
 
 __all__ = ["PixelTimer", "chapter_units", "estimate", "flatten", "needs", "show"]
 
 
 def chapter_units(params_by_notebook: Mapping[Path, Mapping[str, Any]]) -> dict[str, list[Unit]]:
     """``{chapter name: its units with their dependencies}`` for each notebook's effective parameters."""
-    from ncutils.book.notebooks import chapter_number
+    from ncutils.book.runner.chapters import chapter_number
 
     out = {}
     for nb, params in params_by_notebook.items():
@@ -122,7 +122,7 @@ class _Timer:
         return self._time(key, lambda: _random_backbone(backbone, networks), shape, batch, train)
 
     def pretrain(self, cfg: Mapping[str, Any]) -> float:
-        from ncutils.book.experiments.sources import build_net
+        from ncutils.book.networks import build_net
 
         s = cfg["data"]
         key = json.dumps([cfg["network"], cfg["loss"], cfg["head_layers"], cfg["num_classes"], s["image_size"]])

@@ -1,14 +1,8 @@
-"""The chapter notebooks: finding them, resolving their parameters, executing them with papermill.
-
-A chapter's parameters are its ``parameters`` cell's defaults, overridden by the profile's YAML file
-(only the parameters the chapter declares), plus the runner's plumbing (:data:`ncutils.book.chapter.
-PLUMBING`). :func:`chapter_parameters` computes exactly what papermill will inject, so the runner can
-list a chapter's units (:mod:`ncutils.book.grids`) without executing it.
-"""
+"""Executing one chapter notebook with papermill in a child process, and scrubbing machine paths from
+the executed copy."""
 
 from __future__ import annotations
 
-import ast
 import json
 import os
 import re
@@ -19,120 +13,12 @@ import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
-import yaml
+from ncutils.book.runner.chapters import find_root
 
-#: The runner's ``--fresh`` sets this to the run's start time: every chapter of the run recomputes what
-#: was finished before it, and reuses what an earlier chapter of the same run recomputed.
-FRESH_ENV = "NCUTILS_FRESH_SINCE"
-
-__all__ = ["FRESH_ENV", "chapter_number", "chapter_title", "chapter_parameters", "chapters",
-           "declared_defaults", "declared_parameters", "execute", "find_root", "load_profile", "machine_roots",
-           "scrub_paths"]
+__all__ = ["execute", "execute_child", "machine_roots", "scrub_paths"]
 
 
-def find_root(start: str | os.PathLike | None = None) -> Path:
-    """The repository holding ``_config.yml``, ``_toc.yml`` and ``book/`` (searching upwards)."""
-    here = Path(start or Path.cwd()).resolve()
-    for folder in (here, *here.parents):
-        if (folder / "_toc.yml").exists() and (folder / "book").is_dir():
-            return folder
-    pkg_parent = Path(__file__).resolve().parents[2]  # an editable install inside the repository
-    if (pkg_parent / "_toc.yml").exists():
-        return pkg_parent
-    raise SystemExit(f"no book found: neither {here} nor its parents hold _toc.yml and book/. Run this command "
-                     "inside the ncbook repository, or pass --root PATH.")
-
-
-def chapters(root: Path) -> list[Path]:
-    """Chapter notebooks listed in ``_toc.yml``, in book order (entries without a ``.md`` page).
-
-    A listed chapter whose notebook does not exist yet is returned too; it gets a placeholder page.
-    """
-    toc = yaml.safe_load((root / "_toc.yml").read_text())
-    files: list[str] = []
-
-    def walk(node):
-        if isinstance(node, dict):
-            if "file" in node:
-                files.append(node["file"])
-            for value in node.values():
-                if isinstance(value, (list, dict)):
-                    walk(value)
-        elif isinstance(node, list):
-            for item in node:
-                walk(item)
-
-    walk(toc)
-    return [root / f"{f}.ipynb" for f in files
-            if not (root / f"{f}.md").exists() and not (root / f"{f}.rst").exists()]
-
-
-def chapter_number(nb: Path) -> int | None:
-    m = re.match(r"(\d+)_", nb.name)
-    return int(m.group(1)) if m else None
-
-
-def chapter_title(nb: Path) -> str:
-    """The chapter's title: the first heading of its first markdown cell (else the file's stem)."""
-    for cell in json.loads(nb.read_text()).get("cells", []):
-        if cell.get("cell_type") == "markdown":
-            for line in "".join(cell.get("source", [])).splitlines():
-                if line.startswith("# "):
-                    return line[2:].strip()
-            break
-    return nb.stem.replace("_", " ")
-
-
-def load_profile(root: Path, profile: str) -> tuple[str, str, dict]:
-    """``(label, profile name, parameters)`` of a profile name or a YAML parameter file.
-
-    The label names the build folder (``_build/<label>``): the profile's name, or a file's stem. A file
-    may say which profile it adjusts with a ``profile:`` key (default: its stem).
-    """
-    path = Path(profile)
-    if not path.suffix:
-        path = root / "book" / "profiles" / f"{profile}.yaml"
-    if not path.exists():
-        known = sorted(p.stem for p in (root / "book" / "profiles").glob("*.yaml"))
-        raise SystemExit(f"profile {profile!r} not found (looked for {path.name} in book/profiles/); known profiles: "
-                         f"{', '.join(known)}, or pass a YAML parameter file.")
-    try:
-        params = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise SystemExit(f"profile file {path} is not valid YAML: {err}") from None
-    if not isinstance(params, dict):
-        raise SystemExit(f"profile file {path} must be a mapping of parameter names to values.")
-    return path.stem, str(params.pop("profile", path.stem)), params
-
-
-def declared_defaults(nb: Path) -> dict[str, Any]:
-    """The ``parameters`` cell of ``nb`` as ``{name: default value}``."""
-    import papermill as pm
-
-    out = {}
-    for name, info in pm.inspect_notebook(str(nb)).items():
-        try:
-            out[name] = ast.literal_eval(info["default"])
-        except (ValueError, SyntaxError):
-            out[name] = info["default"]
-    return out
-
-
-def declared_parameters(nb: Path) -> set[str]:
-    return set(declared_defaults(nb))
-
-
-def chapter_parameters(nb: Path, profile: str, overrides: dict[str, Any], plumbing: dict[str, Any]
-                       ) -> tuple[dict, dict]:
-    """``(injected, effective)``: what papermill injects into ``nb`` and the values the chapter then runs with."""
-    defaults = declared_defaults(nb)
-    injected = {k: v for k, v in {**overrides, **plumbing, "profile": profile}.items() if k in defaults}
-    return injected, {**defaults, **injected}
-
-
-# --------------------------------------------------------------------------- execution
 def execute_child(argv: list[str]) -> int:
     """Child process: execute one notebook with papermill, then report status and peak memory."""
     src, out, params_file, status_file, cwd = argv

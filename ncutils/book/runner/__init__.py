@@ -1,0 +1,16 @@
+"""The runner: ``python -m ncutils.book`` and what it does.
+
+==================  ===============================================================================
+module              job
+==================  ===============================================================================
+``cli``             the command line: parse, plan, check, compute the units, run the chapters, build
+``chapters``        the chapter notebooks of ``_toc.yml``, their numbers, titles and parameters
+``parameters``      profiles and parameter files; what papermill injects into each chapter
+``plan``            the units of a run and their estimated cost (``--plan``)
+``preflight``       every dataset and weight file a run needs, checked before computing (``--check``)
+``dryrun``          the paper grid at the paper's shapes on stand-ins (``--dry-run``)
+``executors``       computing units with submitit: on this machine (``local``) or on Slurm
+``execute``         executing one chapter with papermill in a child process
+``site``            staging the book source and building it with Jupyter Book
+==================  ===============================================================================
+"""

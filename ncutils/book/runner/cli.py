@@ -1,0 +1,317 @@
+"""``python -m ncutils.book``: compute a profile's units, run the book's chapters and build the Jupyter Book.
+
+    python -m ncutils.book [--profile cpu|smoke|paper|FILE.yaml] [--only N ...] [--no-build] [--fresh]
+                           [--plan [--json FILE]] [--check] [--dry-run [batch|minimal]] [--store DIR]
+                           [--executor local|sequential|slurm] [--workers N] [--slurm-* ...]
+
+Every chapter's work is a grid of units (:mod:`ncutils.book.grids`) whose results live in one store
+shared by every profile and parameter file (``_build/store`` unless ``--store``), keyed by their complete
+configuration and code, so a parameter file reuses every unit it does not change. By default the units
+are computed first, spread over this machine with submitit's local executor (one worker per GPU, else one
+per core at one thread each; :mod:`ncutils.book.runner.executors`), and the chapters then only read them,
+side by side. ``--executor slurm`` computes them on a cluster; ``--executor sequential`` lets each
+chapter compute the units it needs as it goes, in its own process. ``--plan`` lists the units and their
+estimated cost without computing anything; ``--check`` checks that every dataset and weight file is
+present (a ``paper`` run does this first by itself); ``--dry-run`` runs the same plan at the paper's
+shapes on synthetic stand-ins and random weights, capped to a step or two per unit (see
+:mod:`ncutils.book.runner.dryrun`). A chapter that fails is named with the failing cell; the other
+chapters still run and the command exits non-zero. A rerun reuses chapters whose notebook, parameters
+and code are unchanged (``--fresh`` recomputes every unit of the run once).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ncutils.book.engine.store import FRESH_ENV
+from ncutils.book.runner import chapters as chapters_
+from ncutils.book.runner.execute import execute, execute_child
+from ncutils.book.runner.parameters import chapter_parameters, load_profile
+from ncutils.book.runner.site import Record, build_book, stage
+
+__all__ = ["Run", "chapter_fingerprint", "main"]
+
+
+# --------------------------------------------------------------------------- the command line
+def _parser() -> argparse.ArgumentParser:
+    from ncutils.book.runner.executors import add_slurm_arguments
+
+    ap = argparse.ArgumentParser(prog="python -m ncutils.book", description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--profile", default="cpu", help="smoke, cpu (default), paper, or a YAML parameter file")
+    ap.add_argument("--only", type=int, nargs="+", metavar="N", help="run only these chapters (numbers)")
+    ap.add_argument("--no-build", action="store_true", help="run the notebooks but do not build the book")
+    ap.add_argument("--fresh", action="store_true", help="recompute every unit of this run once")
+    ap.add_argument("--root", help="the repository (default: found from the current folder)")
+    ap.add_argument("--store", help="the unit store (default: _build/store, shared by every profile)")
+    ap.add_argument("--quiet", action="store_true", help="no progress bars")
+    g = ap.add_argument_group("planning")
+    g.add_argument("--plan", action="store_true", help="list the units and their estimated cost; compute nothing")
+    g.add_argument("--json", metavar="FILE", help="with --plan: write the plan as JSON to FILE ('-': stdout)")
+    g.add_argument("--no-timing", action="store_true", help="with --plan: skip the timed steps of the estimate")
+    g.add_argument("--check", action="store_true", help="check that every dataset and weight file is present")
+    g.add_argument("--dry-run", nargs="?", const="auto", default=None, choices=("auto", "batch", "minimal"),
+                   help="the same plan on synthetic stand-ins at the paper's shapes, random weights, 1-2 steps; "
+                   "batch: at the paper's batch sizes, minimal: the least data that runs every code path, see "
+                   "ncutils.book.runner.dryrun (auto, the default: batch on a GPU, minimal on a CPU)")
+    e = ap.add_argument_group("computing the units (submitit)")
+    e.add_argument("--executor", choices=("local", "sequential", "slurm"), default="local",
+                   help="local (default: units first, in parallel on this machine), sequential (each chapter "
+                   "computes its units in its own process) or slurm (units first, on a cluster)")
+    e.add_argument("--workers", type=int, default=None, help="local executor: parallel units (default: one per GPU, "
+                   "else one per CPU core)")
+    add_slurm_arguments(e)
+    return ap
+
+
+@dataclass
+class Run:
+    """One invocation: what to run, where its outputs go, and how its units are computed."""
+
+    args: argparse.Namespace
+    root: Path
+    label: str  # the build folder's name: the profile, or a parameter file's stem (+ "-dry-run")
+    profile: str
+    overrides: dict[str, Any]
+    notebooks: list[Path]  # every chapter notebook that exists
+    listed: list[Path]  # every chapter the table of contents lists
+    selected: list[Path]
+    dry_run: str | None
+    fresh_since: float | None = None
+    params: dict[Path, tuple[dict, dict]] = field(default_factory=dict)
+
+    @property
+    def out_dir(self) -> Path:
+        return self.root / "_build" / self.label
+
+    @property
+    def store_dir(self) -> Path:
+        return Path(self.args.store).resolve() if self.args.store else self.root / "_build" / "store"
+
+    @property
+    def stage_dir(self) -> Path:
+        return self.out_dir / "src"
+
+    @property
+    def workers(self) -> int:
+        from ncutils.book.runner.executors import default_workers
+
+        return self.args.workers or default_workers()
+
+    def executor_settings(self):
+        """The settings object of the fan-out backend (:mod:`ncutils.book.runner.executors`)."""
+        from ncutils.book.runner.executors import Local, Slurm
+
+        if self.args.executor == "slurm":
+            return Slurm.from_args(self.args)
+        return Local(self.args.workers)
+
+    def chapter_params(self, compute_missing: bool) -> None:
+        """What papermill injects into each selected chapter, and the values it then runs with."""
+        book_dir = self.root / "book"
+        for nb in self.selected:
+            executed = self.stage_dir / "book" / nb.name
+            plumbing = {"results_path": os.path.relpath(executed.with_suffix(".json"), book_dir),
+                        "store_dir": os.path.relpath(self.store_dir, book_dir), "reuse_results": not self.args.fresh,
+                        "compute_missing": compute_missing, "progress": not self.args.quiet,
+                        "dry_run": self.dry_run or False}
+            self.params[nb] = chapter_parameters(nb, self.profile, self.overrides, plumbing)
+
+
+def _select(nbs: list[Path], only: list[int] | None) -> list[Path]:
+    if not only:
+        return nbs
+    numbers = {chapters_.chapter_number(nb): nb for nb in nbs}
+    unknown = sorted(set(only) - set(numbers))
+    if unknown:
+        known = sorted(k for k in numbers if k)
+        raise SystemExit(f"--only {unknown}: no such chapter; chapters are {known}.")
+    return [numbers[n] for n in sorted(set(only))]
+
+
+def parse(argv: list[str]) -> Run:
+    """The run the command line asks for; a bad profile, parameter file or option stops here."""
+    args = _parser().parse_args(argv)
+    if args.json and not args.plan:
+        raise SystemExit("--json writes a plan: use it with --plan.")
+    if args.workers is not None and args.workers < 1:
+        raise SystemExit(f"--workers takes a positive number; got {args.workers}.")
+    root = chapters_.find_root(args.root)
+    listed = chapters_.chapters(root)
+    nbs = [nb for nb in listed if nb.exists()]
+    declared = set().union(*(chapters_.declared_parameters(nb) for nb in nbs)) if nbs else None
+    label, profile, overrides = load_profile(root, args.profile, declared)
+    dry_run = args.dry_run
+    if dry_run == "auto":
+        import torch
+
+        dry_run = "batch" if torch.cuda.is_available() else "minimal"
+    return Run(args, root, f"{label}-dry-run" if dry_run else label, profile, overrides, nbs, listed,
+               _select(nbs, args.only), dry_run, fresh_since=time.time() if args.fresh else None)
+
+
+# --------------------------------------------------------------------------- the steps
+def plan_units(run: Run) -> dict[str, list]:
+    """Every selected chapter's units, by chapter."""
+    from ncutils.book.runner import plan
+
+    try:
+        return plan.chapter_units({nb: eff for nb, (_, eff) in run.params.items()})
+    except ValueError as err:  # an unknown dataset or network name in the parameters
+        raise SystemExit(f"cannot plan the chapters: {err}") from None
+
+
+def compute_units(run: Run, chapter_units: dict[str, list]) -> bool:
+    """Compute the units of the selected chapters into the store with the run's executor; True if none failed."""
+    from ncutils.book.runner import plan
+    from ncutils.book.runner.executors import fan_out
+
+    ok = fan_out(plan.flatten(chapter_units), run.executor_settings(), store_dir=run.store_dir,
+                 log_dir=run.out_dir / "submitit", fresh_since=run.fresh_since, progress=not run.args.quiet)
+    if not ok:
+        print("some units failed (see above); the chapters that need them will fail too.")
+    return ok
+
+
+def chapter_fingerprint(nb: Path, params: dict) -> str:
+    """Hash of a chapter's cells, its parameters, the code it can run and the paper's numbers it shows: one
+    rule with the units' keys (:func:`ncutils.book.engine.fingerprint.fingerprint`) for what changed."""
+    from ncutils.book.engine.fingerprint import fingerprint, used_by
+    from ncutils.book.engine.units import KIND_MODULES
+
+    cells = json.loads(nb.read_text())["cells"]
+    h = hashlib.sha256()
+    for cell in cells:
+        src = cell.get("source", "")
+        h.update(("".join(src) if isinstance(src, list) else src).encode())
+    code = "\n".join(line for c in cells if c.get("cell_type") == "code"
+                     for line in "".join(c.get("source", "")).splitlines() if not line.lstrip().startswith(("%", "!")))
+    h.update(fingerprint(*sorted(used_by(code)), *KIND_MODULES).encode())
+    h.update(json.dumps(params, sort_keys=True, default=str).encode())
+    paper = Path(__file__).resolve().parents[1] / "paper"
+    for f in sorted(paper.glob("*.json")):
+        h.update(f.name.encode() + f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _previous_records(runs_file: Path) -> dict[str, Record]:
+    try:
+        return {r["name"]: Record(**r) for r in json.loads(runs_file.read_text())}
+    except (OSError, json.JSONDecodeError, TypeError):
+        return {}
+
+
+def run_chapters(run: Run, *, side_by_side: int) -> dict[str, Record]:
+    """Execute the selected chapters (``side_by_side`` at once), reusing those whose fingerprint is unchanged;
+    returns the record of every chapter."""
+    runs_file = run.out_dir / "runs.json"
+    previous = _previous_records(runs_file)
+    records = {nb.stem: previous.get(nb.stem, Record(nb.stem, status="not run")) for nb in run.notebooks}
+    lock = threading.Lock()
+    env = {FRESH_ENV: repr(run.fresh_since)} if run.fresh_since else {}
+    if side_by_side > 1:
+        from ncutils.book.runner.executors import cpu_threads
+
+        env["OMP_NUM_THREADS"] = str(cpu_threads(side_by_side))
+
+    def save() -> None:
+        runs_file.parent.mkdir(parents=True, exist_ok=True)
+        runs_file.write_text(json.dumps([asdict(r) for r in records.values()], indent=1))
+
+    def one(i: int, nb: Path) -> None:
+        executed = run.stage_dir / "book" / nb.name
+        injected, _ = run.params[nb]
+        fp = chapter_fingerprint(nb, {k: v for k, v in injected.items()
+                                      if k not in ("reuse_results", "progress", "compute_missing")})
+        old = previous.get(nb.stem)
+        tag = f"[{i}/{len(run.selected)}] {nb.stem}"
+        if not run.args.fresh and old and old.status in ("ok", "reused") and old.fingerprint == fp \
+                and executed.exists():
+            records[nb.stem] = Record(**{**asdict(old), "status": "reused"})
+            print(f"{tag}: unchanged since {old.finished}, reused", flush=True)
+            return
+        status = execute(nb, executed, injected, run.out_dir / "logs" / f"{nb.stem}.log", tag, not run.args.quiet,
+                         env=env)
+        rec = Record(nb.stem, status=status["status"], seconds=status.get("seconds"),
+                     peak_mib=status.get("peak_mib"), fingerprint=fp, error=status.get("error"),
+                     failed_cell=status.get("failed_cell"), finished=time.strftime("%Y-%m-%d %H:%M"))
+        mem = f", peak {rec.peak_mib:.0f} MiB" if rec.peak_mib else ""
+        if rec.status == "ok":
+            print(f"{tag}: ok in {rec.seconds:.1f} s{mem}", flush=True)
+        else:
+            where = f" in cell In [{rec.failed_cell}]" if rec.failed_cell is not None else ""
+            print(f"{tag}: FAILED{where}: {rec.error}\n    executed copy: {executed}\n"
+                  f"    log: {run.out_dir / 'logs' / (nb.stem + '.log')}", flush=True)
+        with lock:  # chapters may finish at once
+            records[nb.stem] = rec
+            save()
+
+    with ThreadPoolExecutor(max(1, side_by_side)) as pool:
+        for done in [pool.submit(one, i, nb) for i, nb in enumerate(run.selected, 1)]:
+            done.result()
+    save()
+    return records
+
+
+def build(run: Run, records: dict[str, Record]) -> bool:
+    """Stage the book source of this run and build the HTML book; True if it built."""
+    stage(run.root, run.stage_dir, run.label, list(records.values()), run.listed)
+    t0 = time.perf_counter()
+    log = run.out_dir / "logs" / "jupyter-book.log"
+    built, why = build_book(run.stage_dir, run.out_dir / "html", log)
+    if built:
+        print(f"book built in {time.perf_counter() - t0:.1f} s: {run.out_dir / 'html' / 'index.html'}")
+    else:
+        print(f"book build FAILED (full log: {log}):\n{why}")
+    return built
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["_execute"]:
+        return execute_child(argv[1:])
+    run = parse(argv)
+    units_first = run.args.executor != "sequential"
+    run.chapter_params(compute_missing=not units_first)
+    a = run.args
+    if a.plan or a.check or units_first or (run.profile == "paper" and not run.dry_run):
+        chapter_units = plan_units(run)
+        if a.check or (run.profile == "paper" and not run.dry_run and not a.plan):
+            from ncutils.book.runner.preflight import preflight
+
+            ok = preflight(chapter_units, data_root=os.environ.get("NCUTILS_DATA"))
+            if a.check or not ok:
+                return 0 if ok else 1
+        if a.plan:
+            from ncutils.book.runner import plan
+
+            return plan.show(chapter_units, store_dir=run.store_dir, json_path=a.json, timing=not a.no_timing,
+                             dry_run=run.dry_run)
+        if units_first:
+            compute_units(run, chapter_units)
+    if not run.notebooks:
+        print("no chapters yet: _toc.yml lists no notebooks under book/.")
+    print(f"ncbook: profile {run.label}, {len(run.selected)} of {len(run.notebooks)} chapters -> {run.out_dir}")
+    t_all = time.perf_counter()
+    # after a local fan-out every unit is stored and the chapters only read: run them side by side
+    side_by_side = min(run.workers, len(run.selected)) if a.executor == "local" else 1
+    records = run_chapters(run, side_by_side=side_by_side)
+    ok = build(run, records) if not a.no_build else True
+    print(f"total {time.perf_counter() - t_all:.1f} s")
+    failed = [r for r in records.values() if r.name in {nb.stem for nb in run.selected} and r.status == "failed"]
+    if failed:
+        names = ", ".join(r.name + (f" (cell In [{r.failed_cell}])" if r.failed_cell is not None else "")
+                          for r in failed)
+        print(f"failed chapters: {names}")
+        ok = False
+    return 0 if ok else 1

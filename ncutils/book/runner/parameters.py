@@ -1,0 +1,68 @@
+"""Profiles and parameter files, and the parameters each chapter runs with.
+
+A chapter's parameters are its ``parameters`` cell's defaults, overridden by the profile's YAML file
+(only the parameters the chapter declares), plus the runner's plumbing (:data:`ncutils.book.chapter.
+PLUMBING`). :func:`chapter_parameters` computes exactly what papermill will inject, so the runner can
+list a chapter's units (:mod:`ncutils.book.grids`) without executing it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ncutils.book.runner.chapters import declared_defaults
+
+__all__ = ["chapter_parameters", "load_profile"]
+
+
+#: The profile a parameter file without a ``profile:`` line adjusts.
+DEFAULT_PROFILE = "cpu"
+
+
+def load_profile(root: Path, profile: str, declared: set[str] | None = None) -> tuple[str, str, dict]:
+    """``(label, profile name, parameters)`` of a profile name or a YAML parameter file.
+
+    The label names the build folder (``_build/<label>``): the profile's name, or a file's stem. A file
+    names the profile it adjusts with a ``profile:`` key, else it adjusts :data:`DEFAULT_PROFILE`. With
+    ``declared`` (the parameters the chapters declare), a key no chapter declares is an error, as is an
+    unknown profile: both before anything is computed, naming the file, the key and the valid names.
+    """
+    profiles_dir = root / "book" / "profiles"
+    path = Path(profile)
+    builtin = not path.suffix
+    if builtin:
+        path = profiles_dir / f"{profile}.yaml"
+    if not path.exists():
+        known = sorted(p.stem for p in profiles_dir.glob("*.yaml"))
+        raise SystemExit(f"profile {profile!r} not found (looked for {path.name} in book/profiles/); known profiles: "
+                         f"{', '.join(known)}, or pass a YAML parameter file.")
+    try:
+        params = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise SystemExit(f"profile file {path} is not valid YAML: {err}") from None
+    if not isinstance(params, dict):
+        raise SystemExit(f"profile file {path} must be a mapping of parameter names to values.")
+    from ncutils.book.profiles import PROFILES
+
+    known_profiles = sorted(PROFILES)
+    name = str(params.pop("profile", path.stem if builtin and path.stem in PROFILES else DEFAULT_PROFILE))
+    if name not in known_profiles:
+        raise SystemExit(f"{path}: 'profile: {name}' names no profile; use one of {', '.join(known_profiles)} "
+                         f"(or leave the line out: a parameter file adjusts '{DEFAULT_PROFILE}').")
+    if declared is not None:
+        unknown = sorted(set(params) - declared)
+        if unknown:
+            raise SystemExit(f"{path}: {', '.join(repr(k) for k in unknown)} is not a parameter of any chapter; "
+                             f"the chapters' parameters are: {', '.join(sorted(declared))}.")
+    return path.stem, name, params
+
+
+def chapter_parameters(nb: Path, profile: str, overrides: dict[str, Any], plumbing: dict[str, Any]
+                       ) -> tuple[dict, dict]:
+    """``(injected, effective)``: what papermill injects into ``nb`` and the values the chapter then runs with."""
+    defaults = declared_defaults(nb)
+    injected = {k: v for k, v in {**overrides, **plumbing, "profile": profile}.items() if k in defaults}
+    return injected, {**defaults, **injected}
