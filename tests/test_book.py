@@ -221,7 +221,7 @@ def test_smoke_profile_runs_every_chapter_and_builds_the_book():
     assert "About this build" in (html / "book" / "runs.html").read_text()
     # the rendered book, pages and downloadable sources alike: no path of this machine, nothing fetched from
     # the network to render (math included), and a figure and a verdict on every chapter page
-    from ncutils.book.htmlcheck import audit
+    from htmlcheck import audit
 
     problems = audit(html, machine_paths(ROOT / "_build" / "smoke"),
                      chapters=[f"book/{nb.stem}.html" for nb in NOTEBOOKS])

@@ -3,9 +3,8 @@
 from pathlib import Path
 
 import pytest
+from htmlcheck import VERDICT_TITLE, audit, chapter_summary, is_remote, remote_resources
 
-from ncutils.book import plotting
-from ncutils.book.htmlcheck import VERDICT_TITLE, audit, chapter_summary, is_remote, remote_resources
 from ncutils.book.verdicts import Claim, check, judge
 from ncutils.stats import Estimate
 
@@ -174,8 +173,6 @@ def test_verdict_titles_are_those_the_book_writes():
         assert first.startswith(":::{admonition} ")
         return first.removeprefix(":::{admonition} ")
 
-    for holds in (True, False, None):
-        assert VERDICT_TITLE.match(title(plotting.verdict("c", holds, "e").data))
     claim = Claim("k", "text", "Section 3.1, Table 1", "paper", "rule")
     test = check("d", Estimate(0.5, 0.1, 0.9, 10, "bootstrap"), +1)
     assert VERDICT_TITLE.match(title(judge(claim, [test])._repr_markdown_()))

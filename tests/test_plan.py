@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from records import without_timings
 
 from ncutils import fewshot
 from ncutils.book import grids
 from ncutils.book.engine import units
-from ncutils.book.engine.compute import Context, compute, without_timings
+from ncutils.book.engine.compute import Context, compute
 from ncutils.book.engine.store import Store
 from ncutils.book.runner import chapters, parameters
 
@@ -86,7 +87,7 @@ def test_the_plan_shows_few_shot_backbones_trained_on_meta_train_classes_only(tm
     mini = [u for u in episodes if u["config"]["data"]["source"] == "mini_imagenet"]
     assert mini and all(u["config"]["data"]["image_size"] == 84 for u in mini)
     inception = [
-        u for u in units if u["kind"] == "transfer_scores" and u["config"]["encoder"] == {"public": "inception_v3"}
+        u for u in units if u["kind"] == "transfer_scores" and u["config"]["backbone"] == {"public": "inception_v3"}
     ]
     assert inception and all(u["config"]["data"]["image_size"] == 299 for u in inception)
 
@@ -285,13 +286,13 @@ def test_every_backbone_of_every_profile_and_dry_run_has_a_description():
         for dry_run in (False, "minimal"):
             for n in (4, 5, 6):
                 for u in grids.all_units(grids.grid(n, _params(profile, n, dry_run=dry_run))):
-                    for key in ("backbone", "encoder"):
-                        spec = u.config.get(key)
-                        if isinstance(spec, dict):
-                            text = describe_backbone(spec)
-                            assert "`" in text and text.strip()
-                            seen.add(next(k for k in ("public", "random", "source") if k in spec)
-                                     + ("-public" if isinstance(spec.get("random"), str) else ""))
+                    assert not {"encoder", "model"} & set(u.config), "one field name for the network a unit reads"
+                    spec = u.config.get("backbone")
+                    if isinstance(spec, dict):
+                        text = describe_backbone(spec)
+                        assert "`" in text and text.strip()
+                        seen.add(next(k for k in ("public", "random", "source") if k in spec)
+                                 + ("-public" if isinstance(spec.get("random"), str) else ""))
     assert {"public", "random", "random-public", "source"} <= seen, seen
 
 

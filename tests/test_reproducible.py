@@ -5,9 +5,10 @@ import json
 from pathlib import Path
 
 import pytest
+from records import without_timings
 
 from ncutils.book import grids, profiles
-from ncutils.book.engine.compute import Context, without_timings
+from ncutils.book.engine.compute import Context
 from ncutils.book.engine.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -101,9 +101,9 @@ def test_units_are_computed_once_and_recomputed_when_a_field_changes(kind, smoke
 
 def test_a_dependency_changes_the_key_of_what_uses_it(smoke_units):
     probe = smoke_units["probe"]
-    source = probe.config["encoder"]["source"]
+    source = probe.config["backbone"]["source"]
     retrained = Unit("pretrain", {**source.config, "epochs": source.config["epochs"] + 1})
-    other = Unit("probe", {**probe.config, "encoder": {"source": retrained}})
+    other = Unit("probe", {**probe.config, "backbone": {"source": retrained}})
     assert other.key != probe.key and other.deps == (retrained,)
     assert probe.closure()[-1] == probe and source in probe.closure()
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from ncutils.book.verdicts import Claim
 
-__all__ = ["CLAIMS", "TERMINAL", "by_chapter"]
+__all__ = ["CLAIMS", "TERMINAL"]
 
 #: The terminal phase of training, the regime of the claims about pre-trained (source) models.
 TERMINAL = 99.0
@@ -152,8 +152,3 @@ _CLAIMS = [
 CLAIMS: dict[str, Claim] = {c.key: c for c in _CLAIMS}
 if len(CLAIMS) != len(_CLAIMS):
     raise RuntimeError("claim keys must be unique.")
-
-
-def by_chapter(number: int) -> list[Claim]:
-    """The claims chapter ``number`` tests, in the order it tests them."""
-    return [c for c in _CLAIMS if c.chapter == number]

@@ -33,7 +33,7 @@ def profile_of(params: Mapping[str, Any]) -> Profile:
 
 def probe(p: Profile, backbone: Mapping[str, Any], name: str, epochs: int, seed: int) -> Unit:
     """Linear probe of ``backbone``'s frozen features on downstream set ``name`` (Section 3.2)."""
-    return Unit("probe", {"encoder": dict(backbone), "train": p.downstream(name, "train", backbone),
+    return Unit("probe", {"backbone": dict(backbone), "train": p.downstream(name, "train", backbone),
                           "test": p.downstream(name, "test", backbone), "epochs": int(epochs), "lr": 0.1,
                           "batch_size": 256, "loader_batch": 256, "seed": int(seed)})
 
@@ -90,7 +90,7 @@ def chapter2(p: Profile, q: Mapping[str, Any]) -> Grid:
                 # every block; an MLP's last hidden layer is its penultimate feature, a ResNet's is pooled
                 wanted = list(range(1, n + 1)) + ([] if family == "mlp" else ["penultimate"])
                 trained[(family, name, loss)] = m
-                layers[(family, name, loss)] = Unit("layer_nc", {"model": {"source": m}, "data": ds,
+                layers[(family, name, loss)] = Unit("layer_nc", {"backbone": {"source": m}, "data": ds,
                                                                  "layers": wanted, "loader_batch": 512,
                                                                  "pool": "avg"})
     return {"models": trained, "layer_nc": layers}
@@ -143,7 +143,8 @@ def chapter4(p: Profile, q: Mapping[str, Any]) -> Grid:
     return {"fig5": fig5, "fig6": fig6, "table2": table2, "fig9": fig9, "clip": clip}
 
 
-def _family(arch: str) -> str:
+def family(arch: str) -> str:
+    """``"vit"`` or ``"resnet"``: the family whose fine-tuning recipe and datasets an architecture uses."""
     return "vit" if arch.startswith("vit") else "resnet"
 
 
@@ -154,7 +155,7 @@ def finetune_unit(p: Profile, q: Mapping[str, Any], arch: str, method: str, name
     per_class = q.get("ft_per_class") if per_class is None else per_class  # Tables 3-7: all (None) or a subset
     subset = {"per_class": int(per_class), "seed": int(q["seed"])} if per_class is not None else None
     train = p.downstream(name, "train", back, subset=subset)
-    fam = _family(arch)
+    fam = family(arch)
     return Unit("finetune", {
         "backbone": back, "method": method, "block": block if method in ("layer", "scl") else None,
         "num_classes": train["num_classes"], "train": train, "test": p.downstream(name, "test", back),
@@ -163,14 +164,15 @@ def finetune_unit(p: Profile, q: Mapping[str, Any], arch: str, method: str, name
         "pool": "cls" if fam == "vit" else "avg"})
 
 
-def _ft_sets(q: Mapping[str, Any], arch: str) -> list[str]:
-    return list(q["ft_vit_datasets"] if _family(arch) == "vit" else q["ft_datasets"])
+def finetune_sets(q: Mapping[str, Any], arch: str) -> list[str]:
+    """The downstream sets Chapter 5 fine-tunes ``arch`` on, from the chapter's parameters ``q``."""
+    return list(q["ft_vit_datasets"] if family(arch) == "vit" else q["ft_datasets"])
 
 
 def chapter5(p: Profile, q: Mapping[str, Any]) -> Grid:
     table3, blocks = {}, {}
     for arch in q["ft_archs"]:
-        for name in _ft_sets(q, arch):
+        for name in finetune_sets(q, arch):
             for m in q["ft_methods"]:
                 table3[(arch, name, m)] = finetune_unit(p, q, arch, m, name, block=q["ft_block"][arch], layerwise=True)
             for b in q["ft_blocks"][arch]:
@@ -195,7 +197,7 @@ def chapter6(p: Profile, q: Mapping[str, Any]) -> Grid:
     scores, truth = {}, {}
     for d in q["tf_datasets"]:
         for label, back in candidates.items():
-            scores[(label, d)] = Unit("transfer_scores", {"encoder": back, "data": p.downstream(d, "train", back),
+            scores[(label, d)] = Unit("transfer_scores", {"backbone": back, "data": p.downstream(d, "train", back),
                                                           "loader_batch": 64})
             if not p.public_weights:  # public models: the published fine-tuning accuracies are the truth
                 truth[(label, d)] = probe(p, back, d, q["probe_epochs"], seed)

@@ -7,16 +7,14 @@ state the scale they ran at with :func:`scale_note`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 import matplotlib.pyplot as plt
-import numpy as np
-import pandas as pd
 from IPython.display import Markdown
 
 from ncutils.book.runner import dryrun
 
-__all__ = ["compare", "figure", "glue_figure", "scale_note", "style", "verdict"]
+__all__ = ["figure", "glue_figure", "scale_note", "style"]
 
 
 def style() -> None:
@@ -84,22 +82,3 @@ def scale_note(profile, details: str = "", *, dry_run: bool | str = False, overr
                 + (" " + dryrun.MINIMAL_SCALE if dry_run == "minimal" else "")
                 + "\n:::\n\n" + note)
     return Markdown(note)
-
-
-def verdict(claim: str, holds: bool | None, evidence: str) -> Markdown:
-    """The paper's ``claim``, whether it ``holds`` in this run (``None``: cannot tell), and why."""
-    word = {True: "holds in this run", False: "does not hold in this run",
-            None: "cannot be judged in this run"}
-    kind = {True: "tip", False: "warning", None: "note"}[holds]
-    return Markdown(f":::{{admonition}} Claim {word[holds]}\n:class: {kind}\n\n**Paper:** {claim}\n\n"
-                    f"**This run:** {evidence}\n:::")
-
-
-def compare(paper: Mapping[str, float] | pd.Series, ours: Mapping[str, float] | pd.Series,
-            *, index: Sequence[str] | None = None, names: tuple[str, str] = ("paper", "this run"),
-            decimals: int = 2) -> pd.DataFrame:
-    """Two aligned columns, the paper's numbers and ours (missing entries shown as blank)."""
-    keys = list(index) if index is not None else list(dict.fromkeys([*paper.keys(), *ours.keys()]))
-    df = pd.DataFrame({names[0]: [paper.get(k, np.nan) for k in keys],
-                       names[1]: [ours.get(k, np.nan) for k in keys]}, index=keys)
-    return df.round(decimals)

@@ -10,31 +10,16 @@ from __future__ import annotations
 import os
 import platform
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from ncutils.book.engine.store import Store
-from ncutils.book.engine.units import Unit, closure, get_kind
+from ncutils.book.engine.units import Unit, get_kind
 
-__all__ = ["Context", "MissingResult", "TIMING_FIELDS", "compute", "compute_all", "without_timings"]
-
-#: Wall-clock fields of results (with every key ending in ``seconds``): the only parts of a result that
-#: may differ between two runs of one configuration on one machine at one thread count.
-TIMING_FIELDS = frozenset({"seconds", "reference s", "ncutils s", "speed-up", "ncutils GPU s", "peak_mib",
-                           "started", "finished"})
-
-
-def without_timings(result: Any) -> Any:
-    """``result`` with its wall-clock fields (:data:`TIMING_FIELDS`) removed, at every depth."""
-    if isinstance(result, dict):
-        return {k: without_timings(v) for k, v in result.items()
-                if k not in TIMING_FIELDS and not str(k).endswith("seconds")}
-    if isinstance(result, list):
-        return [without_timings(v) for v in result]
-    return result
+__all__ = ["Context", "MissingResult", "compute"]
 
 
 class MissingResult(LookupError):
@@ -130,8 +115,3 @@ def _run(u: Unit, ctx: Context) -> Any:
     if ctx.log is not None:
         ctx.log(f"computed {u.key} in {seconds:.1f} s")
     return record["result"]
-
-
-def compute_all(units: Iterable[Unit], ctx: Context) -> dict[str, Any]:
-    """Compute (or load) ``units`` and their dependencies in order; returns ``{key: result}``."""
-    return {u.key: compute(u, ctx) for u in closure(units)}

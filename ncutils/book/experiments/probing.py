@@ -3,7 +3,7 @@
 ``probe``
     Linear transfer of a frozen encoder (Table 1, Figs. 4-6, 13): penultimate features of the
     downstream training and test sets, a linear classifier trained with the paper's recipe, and the
-    NC1 of the downstream training features. Config: ``encoder`` (backbone spec), ``train``,
+    NC1 of the downstream training features. Config: ``backbone`` (backbone spec), ``train``,
     ``test`` (dataset specs), ``epochs``, ``lr``, ``batch_size`` (of the classifier's SGD),
     ``loader_batch``, ``seed``. Result: ``test_accuracy``, ``train_accuracy``, ``nc1``,
     ``feature_dim``, ``num_train``, ``num_test``.
@@ -11,7 +11,7 @@
     The same for the output of every requested block / layer (Figs. 7, 9). Config adds ``layers``
     (paper numbering) and ``pool``; result: ``{layer: {nc1, train_accuracy, test_accuracy, dim, ...}}``.
 ``layer_nc``
-    NC1, CDNV and NC2 of every requested layer's output on one dataset (Fig. 2). Config: ``model``
+    NC1, CDNV and NC2 of every requested layer's output on one dataset (Fig. 2). Config: ``backbone``
     (backbone spec), ``data``, ``layers``, ``loader_batch``, ``pool``; result ``{layer: {nc1, cdnv, nc2}}``.
     With ``bootstrap: {"samples": n, "resamples": B, "seed": s}`` the result also has ``"bootstrap"``:
     the NC1 of every layer on ``B`` class-stratified resamples (with replacement) of at most ``n``
@@ -37,7 +37,7 @@ def _loader(spec: Mapping[str, Any], batch: int, ctx):
 @kind("probe")
 def run_probe(cfg: Mapping[str, Any], ctx) -> dict:
     """Linear probe of a frozen encoder on a downstream set, and the downstream NC1 (Section 3.2)."""
-    enc = networks.encoder(cfg["encoder"], ctx)
+    enc = networks.encoder(cfg["backbone"], ctx)
     return pretrain.transfer(
         enc, _loader(cfg["train"], cfg["loader_batch"], ctx), _loader(cfg["test"], cfg["loader_batch"], ctx),
         epochs=cfg["epochs"], lr=cfg.get("lr", 0.1), batch_size=cfg.get("batch_size", 256), seed=cfg["seed"],
@@ -57,7 +57,7 @@ def run_layerwise_probe(cfg: Mapping[str, Any], ctx) -> dict:
 @kind("layer_nc")
 def run_layer_nc(cfg: Mapping[str, Any], ctx) -> dict:
     """NC1, CDNV and NC2 of every requested layer on one dataset (Fig. 2's progressive collapse)."""
-    enc = networks.encoder(cfg["model"], ctx)
+    enc = networks.encoder(cfg["backbone"], ctx)
     loader = _loader(cfg["data"], cfg["loader_batch"], ctx)
     out = features.layerwise_nc(enc, loader, list(cfg["layers"]), pool=cfg.get("pool", "avg"), progress=False,
                                 device=ctx.device)

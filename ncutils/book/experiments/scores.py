@@ -4,7 +4,7 @@ Kind ``transfer_scores``: penultimate features of the target training set from t
 candidate, then the three raw NCTI terms (``seli``, ``ncc``, ``vc``; :func:`ncutils.transferability.
 ncti_components`) and the baselines LogME, H-score and -NC1. NCTI itself normalises each term over
 all candidates, so chapters combine these per-candidate results with :func:`ncutils.transferability.ncti`.
-Config: ``encoder`` (backbone spec), ``data`` (dataset spec), ``loader_batch``.
+Config: ``backbone`` (backbone spec), ``data`` (dataset spec), ``loader_batch``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from ncutils.book.engine.units import kind
 @kind("transfer_scores")
 def run_transfer_scores(cfg: Mapping[str, Any], ctx) -> dict:
     """The raw NCTI terms, LogME, H-score and -NC1 of one frozen candidate on one target set."""
-    enc = networks.encoder(cfg["encoder"], ctx)
+    enc = networks.encoder(cfg["backbone"], ctx)
     loader = data.make_loader(datasets.build(cfg["data"], data_root=ctx.data_root), cfg["loader_batch"],
                               device=ctx.device)
     out = features.extract_features(enc, loader, (features.PENULTIMATE,), device=ctx.device, progress=ctx.progress)

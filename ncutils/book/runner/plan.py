@@ -195,14 +195,13 @@ def estimate(u: Unit, timer: _Timer) -> float:
         nc_passes = math.ceil(c["epochs"] / (c.get("nc_every") or c["epochs"])) + 1
         return c["epochs"] * n * step + nc_passes * n * fwd
     if k in ("probe", "layerwise_probe"):
-        enc = c.get("encoder") or c["backbone"]
         n = _size(c["train"]) + _size(c["test"])
         layers = len(c.get("layers", [1]))
-        return n * timer.encoder(enc, _shape(c["train"]), c["loader_batch"]) + 2e-6 * c["epochs"] * n * layers
+        return n * timer.encoder(c["backbone"], _shape(c["train"]), c["loader_batch"]) + 2e-6 * c["epochs"] * n * layers
     if k == "layer_nc":
-        return _size(c["data"]) * timer.encoder(c["model"], _shape(c["data"]), c["loader_batch"])
+        return _size(c["data"]) * timer.encoder(c["backbone"], _shape(c["data"]), c["loader_batch"])
     if k == "transfer_scores":
-        return _size(c["data"]) * timer.encoder(c["encoder"], _shape(c["data"]), c["loader_batch"]) + 2.0
+        return _size(c["data"]) * timer.encoder(c["backbone"], _shape(c["data"]), c["loader_batch"]) + 2.0
     if k == "fewshot_eval":
         n = _size(c["data"])
         return n * timer.encoder(c["backbone"], _shape(c["data"]), c["loader_batch"]) + \
