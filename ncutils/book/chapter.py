@@ -85,15 +85,15 @@ def parameters(namespace: Mapping[str, Any]) -> dict[str, Any]:
 
 def describe_backbone(spec: Mapping[str, Any]) -> str:
     """A backbone spec (see :mod:`ncutils.book.networks`) in words, for a page (Markdown)."""
-    if "public" in spec:
-        return f"public weights `{spec['public']}`"
-    if "random" in spec:
-        inner = spec["random"]
-        return f"`{inner if isinstance(inner, str) else inner['arch']}` with random weights"
-    if "source" in spec:
-        cfg = spec["source"].config
-        return f"`{cfg['network']['arch']}` pre-trained here ({cfg['epochs']} epochs)"
-    raise ValueError(f"a backbone spec has one of the keys 'source', 'public', 'random'; got {dict(spec)!r}.")
+    from ncutils.book import networks
+
+    f, arch = networks.form(spec), networks.architecture(spec)
+    name = arch if isinstance(arch, str) else arch["arch"]
+    if f == "public":
+        return f"public weights `{name}`"
+    if f == "random":
+        return f"`{name}` with random weights"
+    return f"`{name}` pre-trained here ({networks.source_of(spec).config['epochs']} epochs)"
 
 
 class Chapter:

@@ -16,12 +16,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ncutils import hub, models
 from ncutils.book import networks, profiles, published
 from ncutils.book.engine.units import Unit, closure
 from ncutils.book.profiles import Profile
+from ncutils.finetune.methods import PAPER_BLOCK
 
-__all__ = ["GRIDS", "all_units", "fig4_models", "grid", "probe", "profile_of"]
+__all__ = ["GRIDS", "PAPER_ARCH", "all_units", "family", "fig4_models", "finetune_sets", "grid", "probe", "profile_of",
+           "table3_block"]
 
 Grid = dict[str, dict[Any, Unit]]
 
@@ -46,19 +47,6 @@ def fig4_models(p: Profile, params: Mapping[str, Any]) -> dict[str, Unit]:
     out.update({f"adversarial ε = {e}/255": p.source_model(f["arch"], adv_eps=e / 255, seed=seed)
                 for e in f["eps_255"]})
     return out
-
-
-def _blocks(network: Mapping[str, Any], in_shape) -> int:
-    return len(models.blocks(networks.build_network(network, 2, in_shape)))
-
-
-def _num_blocks(back: Mapping[str, Any]) -> int:
-    """Number of blocks (paper numbering) of a backbone spec's network."""
-    if "source" in back:
-        cfg = back["source"].config
-        ds = cfg["data"]
-        return _blocks(cfg["network"], (ds["channels"], ds["image_size"], ds["image_size"]))
-    return len(models.blocks(hub.load_pretrained(back["public"], weights=False)))
 
 
 # --------------------------------------------------------------------------- chapters
@@ -86,7 +74,7 @@ def chapter2(p: Profile, q: Mapping[str, Any]) -> Grid:
                 else:  # the shared recipe without augmentation: the source models of Chapter 3 where they coincide
                     m = p.source_model(q["pc_resnet"], loss=loss, level=1, data=name, seed=q["seed"])
                 ds = m.config["data"]
-                n = _blocks(m.config["network"], (ds["channels"], ds["image_size"], ds["image_size"]))
+                n = networks.num_blocks({"source": m})
                 # every block; an MLP's last hidden layer is its penultimate feature, a ResNet's is pooled
                 wanted = list(range(1, n + 1)) + ([] if family == "mlp" else ["penultimate"])
                 trained[(family, name, loss)] = m
@@ -134,13 +122,25 @@ def chapter4(p: Profile, q: Mapping[str, Any]) -> Grid:
         back = p.pretrained(name)
         fig9[name] = Unit("layerwise_probe", {"backbone": back, "train": p.downstream(first, "train", back),
                                               "test": p.downstream(first, "test", back),
-                                              "layers": list(range(1, _num_blocks(back) + 1)), "pool": "avg",
+                                              "layers": list(range(1, networks.num_blocks(back) + 1)), "pool": "avg",
                                               "epochs": epochs, "loader_batch": 256, "seed": seed})
     # TMLR version: CLIP's image encoder as a frozen feature extractor (the paper profile); without public
     # weights, the in-book ViT with random weights runs the same code path (its numbers say nothing of CLIP)
     clip_back = {"public": "clip_vit_b_32"} if p.public_weights else p.random_encoder("vit", seed=seed)
     clip = {d: probe(p, clip_back, d, epochs, seed) for d in p.downstream_names}
     return {"fig5": fig5, "fig6": fig6, "table2": table2, "fig9": fig9, "clip": clip}
+
+
+#: The paper's network that each architecture of the book stands for (block numbering, Tables 3-7).
+PAPER_ARCH = {"resnet18": "resnet18", "resnet50": "resnet50", "vit": "vit_b_32", "vit_b_32": "vit_b_32"}
+
+
+def table3_block(q: Mapping[str, Any], arch: str) -> int:
+    """The block Layer FT and SCL FT fine-tune in Table 3 and Fig. 11: the chapter's ``ft_block`` where it
+    names one, else the paper's (:data:`ncutils.finetune.PAPER_BLOCK`, typed once there)."""
+    if q.get("ft_block") and arch in q["ft_block"]:
+        return int(q["ft_block"][arch])
+    return PAPER_BLOCK[PAPER_ARCH.get(arch, arch)]
 
 
 def family(arch: str) -> str:
@@ -174,15 +174,16 @@ def chapter5(p: Profile, q: Mapping[str, Any]) -> Grid:
     for arch in q["ft_archs"]:
         for name in finetune_sets(q, arch):
             for m in q["ft_methods"]:
-                table3[(arch, name, m)] = finetune_unit(p, q, arch, m, name, block=q["ft_block"][arch], layerwise=True)
+                table3[(arch, name, m)] = finetune_unit(p, q, arch, m, name, block=table3_block(q, arch),
+                                                        layerwise=True)
             for b in q["ft_blocks"][arch]:
                 for m in ("layer", "scl"):
                     blocks[(arch, name, m, b)] = finetune_unit(p, q, arch, m, name, block=b, layerwise=True)
     arch, name = q["ft_archs"][0], q["ft_datasets"][0]
-    fig11 = {(m, n): finetune_unit(p, q, arch, m, name, block=q["ft_block"][arch], per_class=n)
+    fig11 = {(m, n): finetune_unit(p, q, arch, m, name, block=table3_block(q, arch), per_class=n)
              for n in q["ft_sizes"] for m in q["ft_methods"]}
     # the TMLR version's sizes (Fig. 8 there); sizes shared with ft_sizes are the same units
-    fig11_tmlr = {(m, n): finetune_unit(p, q, arch, m, name, block=q["ft_block"][arch], per_class=n)
+    fig11_tmlr = {(m, n): finetune_unit(p, q, arch, m, name, block=table3_block(q, arch), per_class=n)
                   for n in q.get("ft_sizes_tmlr") or [] for m in q["ft_methods"]}
     cells = Unit("param_percentages", {"cells": list(published.percentage_cells())})
     return {"percentages": {"cells": cells}, "table3": table3, "blocks": blocks, "fig11": fig11,

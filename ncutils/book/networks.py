@@ -15,6 +15,10 @@ A **backbone spec** says which trained weights a unit starts from, one of
     torchvision or timm, or CLIP's image encoder), with the weight version the registry states;
 ``{"random": <network spec or public name>, "num_classes": K, "seed": s}``
     the same architecture with random weights (random features, Section 3.1; dry runs).
+
+This module is the one place that reads backbone specs: :func:`form`, :func:`source_of` and
+:func:`architecture` answer what a spec is; :func:`backbone`, :func:`encoder`, :func:`untrained` and
+:func:`num_blocks` build it. Planning, the dry run and the pages ask these functions.
 """
 
 from __future__ import annotations
@@ -28,7 +32,30 @@ from torch import nn
 from ncutils import fewshot, hub, models, pretrain
 from ncutils.book.engine.units import Unit
 
-__all__ = ["backbone", "build_net", "build_network", "encoder", "trained_backbone", "trained_net"]
+__all__ = ["FORMS", "architecture", "backbone", "build_net", "build_network", "encoder", "form", "num_blocks",
+           "source_of", "trained_backbone", "trained_net", "untrained"]
+
+#: The forms of a backbone spec, by the key that holds its weights' origin.
+FORMS = ("source", "public", "random")
+
+
+def form(spec: Mapping[str, Any]) -> str:
+    """Which of :data:`FORMS` backbone spec ``spec`` is."""
+    found = [k for k in FORMS if k in spec]
+    if len(found) != 1:
+        raise ValueError(f"a backbone spec has exactly one of the keys {', '.join(FORMS)}; got {dict(spec)!r}.")
+    return found[0]
+
+
+def source_of(spec: Mapping[str, Any] | None) -> Unit | None:
+    """The ``pretrain`` unit whose network the spec reads, or ``None`` (public or random weights, no spec)."""
+    return spec["source"] if spec and form(spec) == "source" else None
+
+
+def architecture(spec: Mapping[str, Any]) -> Mapping[str, Any] | str:
+    """The spec's architecture: an in-book network spec, or the name of a public network."""
+    f = form(spec)
+    return spec["source"].config["network"] if f == "source" else spec[f]
 
 
 def build_network(net: Mapping[str, Any], num_classes: int, in_shape: tuple[int, int, int]) -> nn.Module:
@@ -91,21 +118,36 @@ def trained_backbone(u: Unit, ctx) -> nn.Module:
 
 def backbone(spec: Mapping[str, Any], ctx) -> nn.Module:
     """The whole network of a backbone spec (with a classifier), on the CPU, in eval mode."""
-    if "source" in spec:
+    f = form(spec)
+    if f == "source":
         return trained_backbone(spec["source"], ctx).eval()
-    if "public" in spec:
+    if f == "public":
         return hub.load_pretrained(spec["public"]).eval()
-    if "random" in spec:
-        torch.manual_seed(spec["seed"])
-        inner = spec["random"]
-        if isinstance(inner, str):
-            return hub.load_pretrained(inner, weights=False, num_classes=spec["num_classes"]).eval()
-        return build_network(inner, spec["num_classes"], tuple(spec["in_shape"])).eval()
-    raise ValueError(f"a backbone spec has one of the keys 'source', 'public', 'random'; got {dict(spec)!r}.")
+    torch.manual_seed(spec["seed"])
+    inner = spec["random"]
+    if isinstance(inner, str):
+        return hub.load_pretrained(inner, weights=False, num_classes=spec["num_classes"]).eval()
+    return build_network(inner, spec["num_classes"], tuple(spec["in_shape"])).eval()
 
 
 def encoder(spec: Mapping[str, Any], ctx) -> nn.Module:
     """The frozen feature extractor of a backbone spec: the network without its classifier."""
-    if "source" in spec:
+    if form(spec) == "source":
         return trained_net(spec["source"], ctx).encoder.eval()
     return models.without_classifier(backbone(spec, ctx))
+
+
+def untrained(spec: Mapping[str, Any]) -> nn.Module:
+    """The spec's architecture with random weights and nothing downloaded (for timing and counting blocks)."""
+    if form(spec) == "source":
+        cfg = spec["source"].config
+        return build_network(cfg["network"], cfg["num_classes"], _in_shape(cfg))
+    name = architecture(spec)
+    if isinstance(name, str):
+        return hub.load_pretrained(name, weights=False)
+    return build_network(name, spec["num_classes"], tuple(spec["in_shape"]))
+
+
+def num_blocks(spec: Mapping[str, Any]) -> int:
+    """Number of blocks (the paper's numbering, :func:`ncutils.models.blocks`) of the spec's network."""
+    return len(models.blocks(untrained(spec)))

@@ -335,8 +335,9 @@ def _paper() -> Profile:
     for name in ("aircraft", "dtd", "pets", "flowers102", "sun397"):  # no statistics of their own
         sets[name]["stats"] = sets["source"]["stats"]
     fewshot = {}
-    for bench, source, size, epochs, milestones in (("CIFAR-FS", "cifar_fs", 32, 90, [45, 60, 75]),
-                                                     ("miniImageNet", "mini_imagenet", 84, 100, [60, 80])):
+    r = fs.PAPER_RECIPE  # Appendix B.2 (Tian et al. 2020), typed once in ncutils.fewshot
+    for bench, source in (("CIFAR-FS", "cifar_fs"), ("miniImageNet", "mini_imagenet")):
+        size, epochs, milestones = r["image_size"][source], r["epochs"][source], list(r["lr_milestones"][source])
         mean, std = transforms.NORMALIZATION[source]
         norm = {"mean": list(mean), "std": list(std)}
         names = {s: list(fs.CIFAR_FS_SPLITS[s]) if source == "cifar_fs" else None for s in ("train", "test")}
@@ -345,10 +346,10 @@ def _paper() -> Profile:
                                         normalize=norm),
             "meta_test": datasets.spec(source, "test", classes=names["test"], num_classes=20, image_size=size,
                                        normalize=norm),
-            # Appendix B.2 (Tian et al. 2020): SGD, momentum 0.9, weight decay 5e-4, batch 64, lr 0.05 decayed by
-            # 0.1 three times (twice for miniImageNet); random crop, colour jitter and flip = levels 2-4
-            "recipe": {"epochs": epochs, "milestones": milestones, "gamma": 0.1, "lr": 0.05, "momentum": 0.9,
-                       "weight_decay": 5e-4, "batch_size": 64, "level": 4}}
+            # random crop, colour jitter and flip = augmentation levels 2-4
+            "recipe": {"epochs": epochs, "milestones": milestones, "gamma": r["lr_decay"], "lr": r["lr"],
+                       "momentum": r["momentum"], "weight_decay": r["weight_decay"], "batch_size": r["batch_size"],
+                       "level": 4}}
     titles = {"source": "Cifar-100", "cifar10": "Cifar-10", "cifar100": "Cifar-100", "aircraft": "FGVC-Aircraft",
               "dtd": "DTD", "pets": "Oxford-IIIT-Pet", "flowers102": "Oxford Flowers-102", "sun397": "SUN397",
               "mnist": "MNIST", "fashionmnist": "FashionMNIST"}

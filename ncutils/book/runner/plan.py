@@ -118,8 +118,8 @@ class _Timer:
     def encoder(self, backbone: Mapping[str, Any], shape, batch: int, train: bool = False) -> float:
         from ncutils.book import networks
 
-        key = json.dumps([_backbone_id(backbone), shape, train])
-        return self._time(key, lambda: _random_backbone(backbone, networks), shape, batch, train)
+        key = json.dumps([networks.architecture(backbone), shape, train])
+        return self._time(key, lambda: networks.untrained(backbone), shape, batch, train)
 
     def pretrain(self, cfg: Mapping[str, Any]) -> float:
         from ncutils.book.networks import build_net
@@ -134,10 +134,10 @@ class _Timer:
         from ncutils.book import networks
 
         s = cfg["train"]
-        key = json.dumps([_backbone_id(cfg["backbone"]), cfg["method"], cfg["block"], s["image_size"]])
+        key = json.dumps([networks.architecture(cfg["backbone"]), cfg["method"], cfg["block"], s["image_size"]])
 
         def make():
-            return finetune.build(_random_backbone(cfg["backbone"], networks), cfg["method"], cfg["num_classes"],
+            return finetune.build(networks.untrained(cfg["backbone"]), cfg["method"], cfg["num_classes"],
                                   block=cfg["block"])
 
         return self._time(key, make, (s["channels"], s["image_size"], s["image_size"]), cfg["batch_size"], True)
@@ -152,26 +152,6 @@ class PixelTimer(_Timer):
 
     def _time(self, key: str, make, shape: tuple[int, ...], batch: int, train: bool) -> float:
         return float(math.prod(shape)) * (3.0 if train else 1.0)
-
-
-def _backbone_id(b: Mapping[str, Any]) -> Any:
-    if "source" in b:
-        return b["source"].config["network"]
-    return b.get("public") or b.get("random")
-
-
-def _random_backbone(b: Mapping[str, Any], networks):
-    """The backbone's architecture with random weights (timing needs no download)."""
-    from ncutils import hub
-
-    if "source" in b:
-        cfg = b["source"].config
-        s = cfg["data"]
-        return networks.build_network(cfg["network"], cfg["num_classes"], (s["channels"], s["image_size"],
-                                                                           s["image_size"]))
-    name = b.get("public") or b.get("random")
-    return hub.load_pretrained(name, weights=False) if isinstance(name, str) else \
-        networks.build_network(name, b["num_classes"], tuple(b["in_shape"]))
 
 
 def _size(spec: Mapping[str, Any]) -> int:
