@@ -22,8 +22,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import stats as _st
 
-__all__ = ["MIN_POINTS", "Estimate", "accuracy_difference", "bootstrap_interval", "correlation", "mean_interval",
-           "paired_difference", "proportion"]
+__all__ = ["MIN_POINTS", "Estimate", "accuracy_difference", "bootstrap_interval", "correlation",
+           "independent_difference", "mean_interval", "paired_difference", "proportion"]
 
 
 #: The fewest points a correlation needs to be given an interval (and so to decide anything).
@@ -170,3 +170,13 @@ def accuracy_difference(acc_a: float, acc_b: float, n_test: int, *, seed_sd: flo
     d = acc_a - acc_b
     how = "binomial test-sample error" + (f" and seed sd {seed_sd:.2g}" if seed_sd else "")
     return Estimate(d, d - z * math.sqrt(var), d + z * math.sqrt(var), int(n_test), how)
+
+
+def independent_difference(mean_a: float, half_a: float, mean_b: float, half_b: float, n: int) -> Estimate:
+    """``mean_a - mean_b`` of two independent means given with the half-widths of their intervals (e.g. the
+    95% intervals of two few-shot accuracies over ``n`` episodes each): the half-widths add in quadrature,
+    as the standard errors of independent means do."""
+    if half_a < 0 or half_b < 0:
+        raise ValueError(f"half-widths are non-negative; got {half_a} and {half_b}.")
+    d, half = mean_a - mean_b, math.hypot(half_a, half_b)
+    return Estimate(d, d - half, d + half, int(n), "difference of two independent means, their intervals combined")

@@ -128,6 +128,20 @@ def test_runner_rejects_unknown_chapters_and_profiles(tiny_book):
     assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1  # one line, no traceback
 
 
+def test_the_plain_command_fans_out_into_one_store_for_every_profile(tiny_book, tmp_path):
+    from ncutils.book.runner import cli
+
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("value: 5\n")
+    plain = cli.parse(["--root", str(tiny_book), "--profile", "t"])
+    with_file = cli.parse(["--root", str(tiny_book), "--profile", str(mine)])
+    assert plain.args.executor == "local" and plain.executor_settings().count >= 1
+    assert plain.store_dir == with_file.store_dir == tiny_book / "_build" / "store"
+    assert (plain.out_dir.name, with_file.out_dir.name, with_file.profile) == ("t", "mine", "cpu")
+    store = cli.parse(["--root", str(tiny_book), "--profile", "t", "--store", str(tmp_path / "s")]).store_dir
+    assert store == tmp_path / "s"
+
+
 def test_a_parameter_file_is_checked_before_any_compute(tiny_book, tmp_path):
     """A file names its profile or adjusts cpu; an unknown key or profile names the file, the key and the valid
     names, in one line, before anything runs."""

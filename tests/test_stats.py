@@ -75,3 +75,14 @@ def test_proportion_and_accuracy_difference_intervals():
     d = stats.accuracy_difference(80.0, 75.0, 1000)
     wider = stats.accuracy_difference(80.0, 75.0, 1000, seed_sd=2.0)
     assert d.low > 0 and wider.low < d.low and wider.high > d.high
+
+
+def test_independent_difference_combines_standard_errors_in_quadrature():
+    z = 1.959963984540054
+    se_a, se_b = 0.8, 1.5
+    e = stats.independent_difference(60.0, z * se_a, 55.5, z * se_b, 600)
+    half = z * (se_a ** 2 + se_b ** 2) ** 0.5
+    assert e.value == pytest.approx(4.5) and e.n == 600
+    assert (e.low, e.high) == pytest.approx((4.5 - half, 4.5 + half))
+    with pytest.raises(ValueError, match="non-negative"):
+        stats.independent_difference(1.0, -0.1, 0.0, 0.1, 10)
