@@ -57,6 +57,8 @@ import contextlib
 import functools
 import hashlib
 import importlib
+import importlib.util
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -76,10 +78,22 @@ _TOP = "ncutils"
 # --------------------------------------------------------------------------- modules as files
 @functools.cache
 def _file(module: str) -> Path | None:
-    """The source file of ``ncutils`` module ``module``, or ``None`` when no module has that name."""
+    """The source file of module ``module``, or ``None`` when no module has that name.
+
+    ``ncutils`` modules are found under :data:`_ROOT` without importing anything; a module outside it (a
+    unit kind of a user's own, registered with :func:`~ncutils.book.engine.units.kind`) where Python finds
+    it: its own code counts, and the ``ncutils`` code it uses, but not other modules it imports."""
     parts = module.split(".")
     if parts[0] != _TOP:
-        return None
+        loaded = sys.modules.get(module)
+        origin = getattr(loaded, "__file__", None)
+        if origin is None:
+            try:
+                spec = importlib.util.find_spec(module)
+            except (ImportError, ValueError):
+                return None
+            origin = spec.origin if spec else None
+        return Path(origin) if origin and origin.endswith(".py") else None
     base = _ROOT.joinpath(*parts)
     for path in (base.with_suffix(".py"), base / "__init__.py"):
         if path.is_file():
