@@ -4,7 +4,23 @@ import numpy as np
 import pytest
 import torch
 
-from ncutils.metrics import NCAccumulator, cdnv, class_means, nc1, nc2, nc3, nc_metrics, numerical_rank
+from ncutils.metrics import (
+    NCAccumulator,
+    cdnv,
+    check_features,
+    class_means,
+    nc1,
+    nc1_trace_ratio,
+    nc2,
+    nc2_parts,
+    nc2_weight_parts,
+    nc3,
+    nc4,
+    nc_metrics,
+    nc_per_class,
+    ncc_accuracy,
+    numerical_rank,
+)
 from ncutils.reference import cdnv_pairwise, nc1_dense
 
 # --------------------------------------------------------------------------- references
@@ -215,3 +231,245 @@ def test_identical_class_means_are_reported():
 def test_wrong_type_raises_type_error():
     with pytest.raises(TypeError, match="torch.Tensor or a numpy array"):
         nc1("features", [0, 1])
+
+
+# --------------------------------------------------------------------------- dense references of the new metrics
+def dense_stats(X, y, global_mean="class_means"):
+    """Class means, Sigma_W and Sigma_B by their textbook definitions (numpy, float64)."""
+    classes = np.unique(y)
+    M = np.stack([X[y == c].mean(0) for c in classes])
+    D = X - M[np.searchsorted(classes, y)]
+    sigma_w = D.T @ D / len(y)
+    mu_g = M.mean(0) if global_mean == "class_means" else X.mean(0)
+    C = M - mu_g
+    return classes, M, sigma_w, C.T @ C / len(classes), C
+
+
+def dense_parts(V):
+    """Papyan et al.'s equinorm / equiangularity / max-angle of the rows of V, by loops."""
+    K = len(V)
+    norms = np.array([np.sqrt(v @ v) for v in V])
+    cos = [V[i] @ V[j] / (norms[i] * norms[j]) for i in range(K) for j in range(i + 1, K)]
+    return {
+        "equinorm": np.std(norms, ddof=1) / np.mean(norms),
+        "equiangularity": np.std(cos, ddof=1) if len(cos) > 1 else 0.0,
+        "max_angle": np.mean([abs(c + 1 / (K - 1)) for c in cos]),
+    }
+
+
+# --------------------------------------------------------------------------- global mean
+def test_global_mean_samples_matches_dense_formula_and_differs_on_imbalanced_data():
+    X, y = clusters(d=12, sizes=[300, 20, 5, 90], seed=11)
+    for gm in ("class_means", "samples"):
+        classes, _, sw, sb, _ = dense_stats(X, y, gm)
+        ref = np.trace(sw @ np.linalg.pinv(sb)) / len(classes)
+        assert nc1(X, y, global_mean=gm) == pytest.approx(ref, rel=1e-8)
+        assert nc1_trace_ratio(X, y, global_mean=gm) == pytest.approx(np.trace(sw) / np.trace(sb), rel=1e-12)
+    assert nc1(X, y, global_mean="class_means") == pytest.approx(dense_nc1(X, y), rel=1e-8)
+    assert abs(nc1(X, y, global_mean="samples") / nc1(X, y) - 1) > 0.01  # imbalance matters
+    assert cdnv(X, y, global_mean="samples") == cdnv(X, y)  # CDNV has no global mean
+    # balanced classes: the two centres coincide
+    Xb, yb = clusters(d=12, sizes=[50, 50, 50], seed=12)
+    assert nc1(Xb, yb, global_mean="samples") == pytest.approx(nc1(Xb, yb), rel=1e-10)
+    with pytest.raises(ValueError, match="global_mean must be"):
+        nc1(X, y, global_mean="mean")
+
+
+# --------------------------------------------------------------------------- trace ratio, NC2 parts, per class
+def test_nc1_trace_ratio_matches_dense_traces_and_is_rotation_and_scale_invariant():
+    X, y = clusters(d=10, sizes=[40, 70, 30, 55], seed=13)
+    _, _, sw, sb, _ = dense_stats(X, y)
+    ref = np.trace(sw) / np.trace(sb)
+    assert nc1_trace_ratio(X, y) == pytest.approx(ref, rel=1e-12)
+    Q = np.linalg.qr(np.random.default_rng(0).normal(size=(10, 10)))[0]
+    assert nc1_trace_ratio(3.0 * X @ Q + 5.0, y) == pytest.approx(ref, rel=1e-9)
+    means = np.random.default_rng(1).normal(size=(4, 10))
+    assert nc1_trace_ratio(means[y], y) == pytest.approx(0.0, abs=1e-25)
+
+
+def test_nc2_parts_match_loops_and_vanish_for_a_simplex_etf():
+    X, y = clusters(d=16, k=6, seed=14)
+    for gm in ("class_means", "samples"):
+        _, _, _, _, C = dense_stats(X, y, gm)
+        got = nc2_parts(X, y, global_mean=gm)
+        for key, val in dense_parts(C).items():
+            assert got[key] == pytest.approx(val, rel=1e-10)
+    W = np.random.default_rng(3).normal(size=(6, 16))
+    for key, val in dense_parts(W).items():
+        assert nc2_weight_parts(W)[key] == pytest.approx(val, rel=1e-10)
+        assert nc2_weight_parts(torch.from_numpy(W).float())[key] == pytest.approx(val, rel=1e-5)
+    etf = simplex_etf(5, 9)
+    yy = np.repeat(np.arange(5), 4)
+    noise = np.random.default_rng(4).normal(scale=0.5, size=(20, 9))
+    noise -= np.stack([noise[yy == c].mean(0) for c in range(5)])[yy]
+    assert all(v == pytest.approx(0.0, abs=1e-12) for v in nc2_parts(etf[yy] + noise, yy).values())
+    centred = etf - etf.mean(0)
+    assert all(v == pytest.approx(0.0, abs=1e-12) for v in nc2_weight_parts(2.0 * centred).values())
+    stretched = centred * np.array([1.0, 1, 1, 1, 3])[:, None]
+    assert nc2_weight_parts(stretched)["equinorm"] > 0.3
+    with pytest.raises(ValueError, match="zero length"):
+        nc2_weight_parts(np.vstack([W[:2], np.zeros(16)]))
+    with pytest.raises(ValueError, match="shape"):
+        nc2_weight_parts(W[:1])
+
+
+def test_nc_per_class_matches_pairwise_loops():
+    X, y = clusters(d=8, sizes=[30, 60, 45], seed=15)
+    y = np.array([7, -2, 11])[y]  # any labels, sorted order -2, 7, 11
+    out = nc_per_class(X, y)
+    assert out["classes"].tolist() == [-2, 7, 11]
+    classes = [-2, 7, 11]
+    mus = [X[y == c].mean(0) for c in classes]
+    var = [((X[y == c] - m) ** 2).sum(1).mean() for c, m in zip(classes, mus)]
+    mu_g = np.mean(mus, 0)
+    for i in range(3):
+        assert out["counts"][i] == (y == classes[i]).sum()
+        assert out["norms"][i] == pytest.approx(np.linalg.norm(mus[i] - mu_g), rel=1e-12)
+        assert out["variances"][i] == pytest.approx(var[i], rel=1e-12)
+        assert np.isnan(float(out["cdnv"][i, i]))
+        for j in range(3):
+            if i != j:
+                ref = (var[i] + var[j]) / (2 * np.sum((mus[i] - mus[j]) ** 2))
+                assert out["cdnv"][i, j] == pytest.approx(ref, rel=1e-12)
+                a, b = mus[i] - mu_g, mus[j] - mu_g
+                assert out["cosines"][i, j] == pytest.approx(a @ b / np.linalg.norm(a) / np.linalg.norm(b), rel=1e-12)
+    assert float(np.nanmean(out["cdnv"].numpy())) == pytest.approx(cdnv(X, y), rel=1e-12)
+
+
+# --------------------------------------------------------------------------- NC4 and NCC accuracy
+def dense_ncc_and_linear(X, y, W, b):
+    classes = np.unique(y)
+    M = np.stack([X[y == c].mean(0) for c in classes])
+    nearest = classes[np.argmin(((X[:, None, :] - M[None]) ** 2).sum(-1), axis=1)]
+    linear = classes[np.argmax(X @ W.T + b, axis=1)]
+    return nearest, linear
+
+
+def test_nc4_and_ncc_accuracy_match_dense_argmin_argmax():
+    X, y = clusters(n=500, d=6, k=4, spread=2.5, seed=16)
+    y = np.array([3, 7, 11, 20])[y]
+    rng = np.random.default_rng(5)
+    W, b = rng.normal(size=(4, 6)), rng.normal(size=4)
+    nearest, linear = dense_ncc_and_linear(X, y, W, b)
+    ref_nc4 = np.mean(linear != nearest)
+    assert 0.05 < ref_nc4 < 0.95
+    assert nc4(X, y, W, b) == pytest.approx(ref_nc4, abs=1e-15)
+    assert nc4(torch.from_numpy(X), torch.from_numpy(y), torch.from_numpy(W), torch.from_numpy(b)) == nc4(X, y, W, b)
+    acc = ncc_accuracy(X, y)
+    assert acc == pytest.approx(np.mean(nearest == y), abs=1e-15)
+    assert 0.3 < acc < 1.0
+    # the same classifier laid out with one row per label value (21 outputs)
+    W21, b21 = rng.normal(size=(21, 6)), np.full(21, -1e6)
+    W21[[3, 7, 11, 20]], b21[[3, 7, 11, 20]] = W, b
+    assert nc4(X, y, W21, b21) == pytest.approx(ref_nc4, abs=1e-15)
+    # without a bias
+    _, linear0 = dense_ncc_and_linear(X, y, W, np.zeros(4))
+    assert nc4(X, y, W) == pytest.approx(np.mean(linear0 != nearest), abs=1e-15)
+
+
+def test_nc4_is_zero_for_the_nearest_class_centre_classifier():
+    X, y = clusters(n=400, d=5, k=3, spread=2.0, seed=17)
+    M, _ = class_means(X, y)
+    M = M.numpy()
+    # argmin ||h - mu_k||^2 = argmax (mu_k . h - ||mu_k||^2 / 2)
+    assert nc4(X, y, M, -0.5 * (M**2).sum(1)) == 0.0
+    assert nc4(X, y, M) > 0  # without the bias it is a different rule
+    collapsed = M[y]
+    assert ncc_accuracy(collapsed, y) == 1.0
+    with pytest.raises(ValueError, match="bias must hold 3"):
+        nc4(X, y, M, np.zeros(4))
+    with pytest.raises(ValueError, match="shape"):
+        nc4(X, y, M[:, :3])
+
+
+# --------------------------------------------------------------------------- smaller defects
+def test_nc3_maps_negative_labels_by_sorted_order_or_raises():
+    X, y = clusters(k=4, seed=18)
+    means, _ = class_means(X, y)
+    W = 0.37 * (means - means.mean(0)).numpy()
+    shifted = y - 1  # labels -1, 0, 1, 2: the smallest (-1) owns row 0
+    assert nc3(X, shifted, W) == pytest.approx(0.0, abs=1e-12)
+    assert nc3(X, shifted, W[[1, 2, 3, 0]]) > 0.5  # the old last-row lookup of -1 is not used
+    with pytest.raises(ValueError, match="negative label -1"):
+        nc3(X, shifted, np.vstack([W, W[:1]]))
+    with pytest.raises(ValueError, match="negative label -1"):
+        nc4(X, shifted, np.vstack([W, W[:1]]))
+
+
+@pytest.mark.parametrize("scale", [1e155, 1e300, 1e-160, 1e-300])
+def test_extreme_feature_magnitudes_are_rescaled_exactly(scale):
+    X, y = clusters(n=300, d=8, k=4, seed=19)
+    Xs = X * scale
+    assert nc1(Xs, y) == pytest.approx(nc1(X, y), rel=1e-12)
+    assert nc1_trace_ratio(Xs, y) == pytest.approx(nc1_trace_ratio(X, y), rel=1e-12)
+    assert cdnv(Xs, y) == pytest.approx(cdnv(X, y), rel=1e-12)
+    assert nc2(Xs, y) == pytest.approx(nc2(X, y), rel=1e-9)
+    assert numerical_rank(Xs, y) == pytest.approx(numerical_rank(X, y), rel=1e-12)
+    assert ncc_accuracy(Xs, y) == ncc_accuracy(X, y)
+    W, b = np.random.default_rng(6).normal(size=(4, 8)), np.random.default_rng(7).normal(size=4)
+    assert nc4(Xs, y, W, b * scale) == nc4(X, y, W, b)
+    per = nc_per_class(Xs, y)
+    assert per["norms"].numpy() == pytest.approx(nc_per_class(X, y)["norms"].numpy() * scale, rel=1e-12)
+    assert class_means(Xs, y)[0].numpy() == pytest.approx(class_means(X, y)[0].numpy() * scale, rel=1e-12)
+
+
+def test_accumulator_refuses_features_that_would_overflow():
+    X, y = clusters(n=100, d=4, k=2, seed=20)
+    with pytest.raises(ValueError, match="overflows"):
+        NCAccumulator().update(X * 1e155, y)
+
+
+def test_nan_message_names_the_caller():
+    bad = np.array([[np.nan, 1.0], [0.0, 1.0]])
+    with pytest.raises(ValueError, match="so NC metrics cannot be computed"):
+        nc1(bad, np.arange(2))
+    with pytest.raises(ValueError, match="so LogME cannot be computed"):
+        check_features(bad, name="LogME")
+
+
+# --------------------------------------------------------------------------- streaming: new quantities and stability
+def test_accumulator_exposes_the_new_quantities():
+    X, y = clusters(n=700, d=10, k=5, seed=21, sizes=[200, 50, 150, 100, 200])
+    y = np.array([9, 2, 4, 30, 6])[y]
+    perm = np.random.default_rng(8).permutation(len(y))
+    X, y = X[perm], y[perm]
+    W = np.random.default_rng(9).normal(size=(5, 10))
+    for gm in ("class_means", "samples"):
+        acc = NCAccumulator(global_mean=gm)
+        for i in range(0, len(y), 64):
+            acc.update(X[i : i + 64], y[i : i + 64])
+        out = acc.compute(W)
+        assert out["nc1"] == pytest.approx(nc1(X, y, global_mean=gm), rel=1e-9)
+        assert out["nc1_trace_ratio"] == pytest.approx(nc1_trace_ratio(X, y, global_mean=gm), rel=1e-12)
+        assert out["cdnv"] == pytest.approx(cdnv(X, y), rel=1e-12)
+        assert out["nc2"] == pytest.approx(nc2(X, y, global_mean=gm), rel=1e-9)
+        assert out["nc3"] == pytest.approx(nc3(X, y, W, global_mean=gm), rel=1e-9)
+        for key, val in nc2_parts(X, y, global_mean=gm).items():
+            assert out[key] == pytest.approx(val, rel=1e-9)
+        for key, val in nc2_weight_parts(W).items():
+            assert out["weight_" + key] == pytest.approx(val, rel=1e-12)
+        per, ref = acc.per_class(), nc_per_class(X, y, global_mean=gm)
+        for key in ref:
+            assert np.allclose(per[key].numpy(), ref[key].numpy(), rtol=1e-10, equal_nan=True), key
+    # the constructor's centre can be overridden at compute time
+    assert acc.compute(global_mean="class_means")["nc1"] == pytest.approx(nc1(X, y), rel=1e-9)
+
+
+@pytest.mark.parametrize("target", [1e-15, 1e-17])
+def test_accumulator_is_exact_at_extreme_collapse_far_from_the_origin(target):
+    rng = np.random.default_rng(22)
+    K, d, n = 5, 16, 1000
+    y = rng.integers(0, K, n)
+    means = rng.normal(scale=3.0, size=(K, d))
+    noise = rng.normal(size=(n, d))
+    X = means[y] + 100.0 + noise * np.sqrt(target / nc1(means[y] + noise, y))  # offset 100 on every coordinate
+    one_shot = nc1(X, y)
+    assert one_shot == pytest.approx(target, rel=0.05)
+    assert one_shot == pytest.approx(dense_nc1(X, y), rel=1e-6)
+    acc = NCAccumulator()
+    for i in range(0, n, 96):
+        acc.update(X[i : i + 96], y[i : i + 96])
+    out = acc.compute()
+    assert out["nc1"] == pytest.approx(one_shot, rel=1e-6)
+    assert out["nc1_trace_ratio"] == pytest.approx(nc1_trace_ratio(X, y), rel=1e-6)
+    assert out["cdnv"] == pytest.approx(cdnv(X, y), rel=1e-6)
