@@ -1,6 +1,7 @@
 """Transferability scores: NCTI, LogME, H-score, -NC1, weighted Kendall tau, published data, rank_models."""
 
 import math
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -357,3 +358,34 @@ def test_rank_models_builds_torchvision_and_timm_models(monkeypatch, tmp_path):
     rank_models(["resnet18", "mobilenet_v2"], data, dataset_name="noise", cache_dir=tmp_path, progress=False,
                 device="cpu", pretrained=True, scores=("hscore",))
     assert built[1:] == [("mobilenet_v2", {"weights": "DEFAULT"})]  # resnet18 came from the cache
+
+
+# --------------------------------------------------------------------------- input checks of the scores
+def test_scores_refuse_no_more_samples_than_classes():
+    X, y = blobs([1, 1, 1], d=8, sep=1.0, seed=11)  # N = K = 3
+    for fn, name in ((logme, "LogME"), (hscore, "H-score"), (ncti_components, "NCTI")):
+        with pytest.raises(ValueError, match=f"{name} needs more samples than classes; got 3 samples for 3 classes"):
+            fn(X, y)
+    Xa, ya = blobs([2, 1, 1], d=8, sep=1.0, seed=11)  # N = K + 1 is accepted
+    assert np.isfinite(logme(Xa, ya)) and 0 < hscore(Xa, ya) <= 2 + 1e-9
+
+
+def test_nan_messages_name_the_transferability_score():
+    X, y = blobs([10, 10], d=4, sep=1.0, seed=6)
+    X[3, 1] = np.nan
+    for fn, name in ((logme, "LogME"), (hscore, "H-score"), (ncti_components, "NCTI"), (nc1_score, "the -NC1 score")):
+        with pytest.raises(ValueError, match=f"NaN or inf entries, so {name} cannot be computed") as err:
+            fn(X, y)
+        assert "NC metrics" not in str(err.value)
+
+
+def test_weighted_kendall_warns_and_returns_nan_for_constant_scores():
+    with pytest.warns(RuntimeWarning, match="all scores equal 0.5: the weighted Kendall tau is undefined"):
+        assert math.isnan(weighted_kendall({"a": 0.5, "b": 0.5, "c": 0.5}, {"a": 1.0, "b": 2.0, "c": 3.0}))
+    with pytest.warns(RuntimeWarning, match="all accuracies equal 70"):
+        assert math.isnan(weighted_kendall([1.0, 2.0, 3.0], [70.0, 70.0, 70.0]))
+    with pytest.warns(RuntimeWarning, match="all scores equal 1 and all accuracies equal 2"):
+        weighted_kendall([1.0, 1.0], [2.0, 2.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert weighted_kendall([1.0, 2.0, 3.0], [1.0, 2.0, 3.0]) == pytest.approx(1.0)

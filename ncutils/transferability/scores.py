@@ -4,6 +4,7 @@ and the weighted Kendall tau that evaluates a score against fine-tuning accuraci
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -43,15 +44,24 @@ _SHRINKAGE_FLOOR = 1e-10  # below this the shrinkage underflows and the SVD-solv
 
 
 # --------------------------------------------------------------------------- input handling
-def _prepare(features: Any, labels: Any) -> tuple[np.ndarray, np.ndarray, int]:
-    """Validate; return float64 features on the host, class indices ``0..K-1`` and ``K``."""
-    X = check_features(features)
+def _prepare(
+    features: Any, labels: Any, name: str = "transferability scores", *, more_samples_than_classes: bool = False
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Validate; return float64 features on the host, class indices ``0..K-1`` and ``K``.
+
+    ``name`` (the score) appears in the error messages. With ``more_samples_than_classes`` a
+    ``ValueError`` is raised unless ``N > K``.
+    """
+    X = check_features(features, name=name)
     y = check_labels(labels, X.shape[0], X.device)
     Xn = X.to("cpu", torch.float64).numpy()
     classes, idx = np.unique(y.cpu().numpy(), return_inverse=True)
     if classes.size < 2:
+        raise ValueError(f"{name} needs at least 2 classes; labels contain only {classes.tolist()}.")
+    if more_samples_than_classes and Xn.shape[0] <= classes.size:
         raise ValueError(
-            f"transferability scores need at least 2 classes; labels contain only {classes.tolist()}."
+            f"{name} needs more samples than classes; got {Xn.shape[0]} samples for {classes.size} classes. "
+            "Use more target samples (a few per class at least)."
         )
     return Xn, idx.astype(np.int64), int(classes.size)
 
@@ -97,10 +107,8 @@ def ncti_components(
     invariant to invertible linear maps of the PCA coordinates; in both regimes the terms are
     invariant to rotations of the features and to relabelling the classes.
     """
-    X, y, K = _prepare(features, labels)
+    X, y, K = _prepare(features, labels, "NCTI", more_samples_than_classes=True)
     n, d = X.shape
-    if n <= K:
-        raise ValueError(f"NCTI needs more samples than classes; got {n} samples for {K} classes.")
     if not np.ptp(X, axis=0).any():
         raise ValueError("all feature vectors are identical; the NCTI discriminant is undefined.")
     if pca_components < 1:
@@ -275,8 +283,14 @@ def logme(features: ArrayLike, labels: ArrayLike, *, max_iter: int = 1000, tol: 
     -------
     float
         LogME; higher means better expected transfer.
+
+    Raises
+    ------
+    ValueError
+        For NaN/inf features, fewer than 2 classes, or ``N <= K`` (with at most one sample per
+        class the evidence says nothing about the features).
     """
-    X, y, K = _prepare(features, labels)
+    X, y, K = _prepare(features, labels, "LogME", more_samples_than_classes=True)
     n, d = X.shape
     if max_iter < 1 or tol <= 0:
         raise ValueError(f"max_iter must be >= 1 and tol > 0; got max_iter={max_iter}, tol={tol}.")
@@ -311,8 +325,15 @@ def hscore(features: ArrayLike, labels: ArrayLike, *, rtol: float | None = None)
     -------
     float
         H-score, between 0 and ``K - 1``; higher means better expected transfer.
+
+    Raises
+    ------
+    ValueError
+        For NaN/inf features, fewer than 2 classes, or ``N <= K``: with one sample per class the
+        score measures only the rank of the features (it is its maximum ``K - 1`` for any generic
+        features with ``d >= N - 1``).
     """
-    X, y, K = _prepare(features, labels)
+    X, y, K = _prepare(features, labels, "H-score", more_samples_than_classes=True)
     T = np.eye(K)[y]
     sigma, proj = _spectrum(X - X.mean(0, keepdims=True), T, rtol)
     if sigma.size == 0:
@@ -322,7 +343,7 @@ def hscore(features: ArrayLike, labels: ArrayLike, *, rtol: float | None = None)
 
 def nc1_score(features: ArrayLike, labels: ArrayLike) -> float:
     """``-NC1`` (:func:`ncutils.metrics.nc1`), so that, like the other scores, higher is better."""
-    return -nc1(features, labels)
+    return -nc1(check_features(features, name="the -NC1 score"), labels)
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -350,7 +371,10 @@ def weighted_kendall(
     float
         ``scipy.stats.weightedtau(scores, accuracies).statistic``, the measure used in the
         transferability literature: 1 when the two rankings agree, with disagreements among the
-        top-ranked models weighing most.
+        top-ranked models weighing most. NaN, with a ``scipy.stats.ConstantInputWarning`` that
+        says which side is constant, when all scores (or all accuracies) are equal: a score that
+        cannot tell the models apart has no rank correlation. Like ``scipy.stats.spearmanr``, this
+        keeps a table of many scores and datasets going while flagging the undefined entry.
     """
     s_map, a_map = _as_mapping(scores), _as_mapping(accuracies)
     if (s_map is None) != (a_map is None):
@@ -378,6 +402,16 @@ def weighted_kendall(
         raise ValueError(f"a rank correlation needs at least 2 models; got {x_arr.size}.")
     if not (np.isfinite(x_arr).all() and np.isfinite(y_arr).all()):
         raise ValueError("scores and accuracies must be finite numbers.")
+    values = {"scores": x_arr, "accuracies": y_arr}
+    constant = [f"all {name} equal {arr[0]:g}" for name, arr in values.items() if np.all(arr == arr[0])]
+    if constant:
+        warnings.warn(
+            f"{' and '.join(constant)}: the weighted Kendall tau is undefined, NaN is returned. A score that is "
+            "constant over the models cannot rank them.",
+            stats.ConstantInputWarning,
+            stacklevel=2,
+        )
+        return float("nan")
     return float(stats.weightedtau(x_arr, y_arr).statistic)
 
 
