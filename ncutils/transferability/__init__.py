@@ -1,4 +1,5 @@
-"""Transferability estimation: NCTI (Wang et al., ICCV 2023) and the LogME, H-score and NC1 baselines.
+"""Transferability estimation: NCTI (Wang et al., ICCV 2023) and the LogME, H-score, NC1, LEEP, NCE,
+N-LEEP, PARC, SFDA, GBC and TransRate baselines.
 
 A transferability score ranks candidate pre-trained models for a target dataset from the frozen
 penultimate features alone, without fine-tuning any of them; a good score orders the models
@@ -23,7 +24,13 @@ training set:
 :func:`ncti` min-max normalises each term over the candidate models and returns
 ``S_seli + S_ncc - S_vc``. :func:`rank_models` runs everything from model names and a dataset.
 
-Modules: :mod:`~ncutils.transferability.scores` (the scores and the weighted Kendall tau) and
+Further baselines, each following its paper and reference code, are in
+:mod:`~ncutils.transferability.baselines`: :func:`leep` (source-classifier probabilities),
+:func:`nce` (predicted source classes), and on features :func:`nleep`, :func:`parc`, :func:`sfda`,
+:func:`gbc` and :func:`transrate`.
+
+Modules: :mod:`~ncutils.transferability.scores` (the scores and the weighted Kendall tau),
+:mod:`~ncutils.transferability.baselines` (LEEP, NCE, N-LEEP, PARC, SFDA, GBC, TransRate) and
 :mod:`~ncutils.transferability.ranking` (:func:`rank_models`). The published numbers of the NCTI
 evaluation are in :mod:`ncutils.book.published`.
 
@@ -38,6 +45,7 @@ Y. Bao, Y. Li, S.-L. Huang, L. Zhang, L. Zheng, A. Zamir, L. Guibas. An Informat
 Approach to Transferability in Task Transfer Learning. ICIP 2019.
 """
 
+from ncutils.transferability.baselines import gbc, leep, nce, nleep, parc, sfda, transrate
 from ncutils.transferability.ranking import rank_models
 from ncutils.transferability.scores import (
     NCTI_TERMS,
@@ -54,12 +62,19 @@ from ncutils.transferability.scores import (
 __all__ = [
     "NCTI_TERMS",
     "SCORES",
+    "gbc",
     "hscore",
+    "leep",
     "logme",
     "nc1_score",
+    "nce",
     "ncti",
     "ncti_components",
+    "nleep",
     "normalize_components",
+    "parc",
     "rank_models",
+    "sfda",
+    "transrate",
     "weighted_kendall",
 ]
