@@ -2,7 +2,8 @@
 
 Research library (never imports the book machinery)
 ----------------------------------------------------
-metrics          NC1 (Eq. 4), CDNV, numerical rank, NC2, NC3, and a streaming accumulator.
+metrics          NC1 (Eq. 4) and its trace ratio, CDNV, numerical rank, NC2 (with its norm and angle parts),
+                 NC3, NC4, nearest-class-centre accuracy, per-class quantities, a streaming accumulator.
 features         layer-wise features of torchvision ResNets, timm ViTs and ncutils nets.
 probe            linear probes on frozen features, layer by layer.
 models           architectures, the paper's block numbering, public pre-trained weights.
@@ -11,7 +12,8 @@ data             the paper's datasets, offline datasets, subsets and seeded load
 pretrain         losses, projection heads, PGD and the pre-training loop (Section 3.1).
 finetune         Linear Probe, Layer FT, SCL FT and Full FT (Section 3.3), the prefix cache, the loop.
 fewshot          few-shot backbones, CIFAR-FS / miniImageNet, episodes and evaluation (Table 2).
-transferability  NCTI, LogME, H-score, weighted Kendall tau, model ranking.
+transferability  NCTI, LogME, H-score, LEEP, NCE, N-LEEP, PARC, SFDA, GBC, TransRate, weighted Kendall
+                 tau, model ranking.
 stats            intervals from seed replicates and bootstrap resampling.
 training, runtime, reference
                  optimiser, schedules and checkpoints; devices and seeding; slow reference code.
@@ -25,8 +27,37 @@ Importing ncutils changes no global state; the training loops flush denormal flo
 they run on the CPU (see ncutils.runtime.cpu_numerics).
 """
 
-from ncutils.metrics import NCAccumulator, cdnv, nc1, nc2, nc3, nc_metrics, numerical_rank
+from ncutils.metrics import (
+    NCAccumulator,
+    cdnv,
+    nc1,
+    nc1_trace_ratio,
+    nc2,
+    nc2_parts,
+    nc2_weight_parts,
+    nc3,
+    nc4,
+    nc_metrics,
+    nc_per_class,
+    ncc_accuracy,
+    numerical_rank,
+)
 
 __version__ = "0.1.0"
 
-__all__ = ["NCAccumulator", "cdnv", "nc1", "nc2", "nc3", "nc_metrics", "numerical_rank", "__version__"]
+__all__ = [
+    "NCAccumulator",
+    "cdnv",
+    "nc1",
+    "nc1_trace_ratio",
+    "nc2",
+    "nc2_parts",
+    "nc2_weight_parts",
+    "nc3",
+    "nc4",
+    "nc_metrics",
+    "nc_per_class",
+    "ncc_accuracy",
+    "numerical_rank",
+    "__version__",
+]
