@@ -28,6 +28,7 @@ from ncutils.runtime import autocast, resolve_device
 __all__ = ["PENULTIMATE", "EncoderFeatures", "encoder_feature_model", "extract_features", "feature_extractor",
            "iter_features", "layer_names", "layerwise_nc", "pool_features"]
 
+#: The name of the penultimate feature (the classifier's input) among the layers of a network.
 PENULTIMATE = "penultimate"
 Layers = Sequence[int | str] | None
 

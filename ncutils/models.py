@@ -42,6 +42,7 @@ __all__ = [
     "without_classifier",
 ]
 
+#: The torchvision ResNets :func:`resnet` builds: name -> (block type, blocks per stage).
 RESNETS: dict[str, tuple[type[nn.Module], list[int]]] = {
     "resnet18": (BasicBlock, [2, 2, 2, 2]),
     "resnet34": (BasicBlock, [3, 4, 6, 3]),

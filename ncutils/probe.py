@@ -76,6 +76,8 @@ def linear_probe(
         Standardise each feature with the training mean and standard deviation first (useful
         when probing early layers whose scales differ widely).
 
+    Notes
+    -----
     On the CPU, denormal floats are flushed to zero while the classifier trains
     (:func:`ncutils.runtime.cpu_numerics`) and the previous setting is restored afterwards.
     """

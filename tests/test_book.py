@@ -233,6 +233,12 @@ def test_smoke_profile_runs_every_chapter_and_builds_the_book():
         assert "Traceback" not in page and "has not been run" not in page
         assert "Claim" in page  # every chapter states whether the paper's claims hold in this run
     assert "About this build" in (html / "book" / "runs.html").read_text()
+    api = (html / "book" / "api.html").read_text()  # the API reference: every public name of every module
+    import importlib
+
+    for module in ("ncutils.metrics", "ncutils.transferability.baselines", "ncutils.finetune.methods", "ncutils.stats"):
+        missing = [n for n in importlib.import_module(module).__all__ if f'id="{module}.{n}"' not in api]
+        assert not missing, f"{module}: {missing} not on the API page"
     # the rendered book, pages and downloadable sources alike: no path of this machine, nothing fetched from
     # the network to render (math included), and a figure and a verdict on every chapter page
     from htmlcheck import audit

@@ -6,6 +6,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+import timm
 import torch
 import torchvision
 from scipy.optimize import minimize
@@ -329,13 +330,40 @@ def test_rank_models_score_selection_and_errors(target):
     with pytest.raises(ValueError, match="at least 2"):
         rank_models(nets[:1], target, dataset_name="toy", progress=False)
     with pytest.raises(ValueError, match="unknown scores"):
-        rank_models(nets, target, dataset_name="toy", scores=("ncti", "leep"), progress=False)
+        rank_models(nets, target, dataset_name="toy", scores=("ncti", "magic"), progress=False)
     with pytest.raises(TypeError, match="timm"):
         rank_models([nets[0], TinyNet(slice(0, 8))], target, dataset_name="toy", progress=False)
     with pytest.raises(TypeError, match="Dataset or DataLoader"):
         rank_models(nets, [1, 2, 3], dataset_name="toy", progress=False)
     with pytest.raises(ValueError, match="not a torchvision classification model"):
         rank_models(["resnet_unknown", nets[0]], target, dataset_name="toy", progress=False)
+
+
+def test_rank_models_scores_the_source_classifier_outputs_with_leep_and_nce(target, tmp_path):
+    """LEEP and NCE read the candidate's own classifier on the target images (its fc on the penultimate
+    features, kept in the cache); a candidate without a linear classifier gets NaN for them."""
+    from ncutils.transferability import leep, nce
+
+    good, bad = TinyNet(slice(0, 8)), TinyNet(slice(8, 16))
+    names = ("ncti", "leep", "nce", "nleep", "parc", "sfda", "gbc", "transrate")
+    table = rank_models([("noise", bad), ("informative", good)], target, dataset_name="toy", scores=names,
+                        cache_dir=tmp_path, progress=False, device="cpu")
+    x, y = target.tensors[0], target.tensors[1]
+    with torch.no_grad():
+        logits = good(x)
+    assert table.loc["informative", "leep"] == pytest.approx(leep(torch.softmax(logits.double(), 1), y), rel=1e-6)
+    assert table.loc["informative", "nce"] == pytest.approx(nce(logits.argmax(1), y), rel=1e-6)
+    assert (table.loc["informative"] > table.loc["noise"])[["leep", "nce", "parc", "gbc"]].all()
+    assert torch.load(tmp_path / "informative__toy.pt")["logits"].shape == (96, 3)
+    # an image encoder without a classifier (CLIP's, say): no source outputs, so no LEEP
+    vit = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0, img_size=16, patch_size=8)
+    with_head = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=5, img_size=16, patch_size=8)
+    g = torch.Generator().manual_seed(2)
+    images = TensorDataset(torch.randn(24, 3, 16, 16, generator=g), torch.arange(24) % 3)
+    mixed = rank_models([("encoder only", vit), ("classifier", with_head)], images, dataset_name="vit",
+                        scores=("leep", "logme"), progress=False, device="cpu")
+    assert np.isnan(mixed.loc["encoder only", "leep"]) and np.isfinite(mixed.loc["encoder only", "logme"])
+    assert np.isfinite(mixed.loc["classifier", "leep"])
 
 
 def test_rank_models_builds_torchvision_and_timm_models(monkeypatch, tmp_path):

@@ -32,8 +32,8 @@ from torch import nn
 from ncutils import fewshot, hub, models, pretrain
 from ncutils.book.engine.units import Unit
 
-__all__ = ["FORMS", "architecture", "backbone", "build_net", "build_network", "encoder", "form", "num_blocks",
-           "source_of", "trained_backbone", "trained_net", "untrained"]
+__all__ = ["FORMS", "architecture", "backbone", "build_net", "build_network", "encoder", "encoder_and_source_head",
+           "form", "num_blocks", "source_of", "trained_backbone", "trained_net", "untrained"]
 
 #: The forms of a backbone spec, by the key that holds its weights' origin.
 FORMS = ("source", "public", "random")
@@ -135,6 +135,22 @@ def encoder(spec: Mapping[str, Any], ctx) -> nn.Module:
     if form(spec) == "source":
         return trained_net(spec["source"], ctx).encoder.eval()
     return models.without_classifier(backbone(spec, ctx))
+
+
+def encoder_and_source_head(spec: Mapping[str, Any], ctx) -> tuple[nn.Module, nn.Module | None]:
+    """The frozen feature extractor of a backbone spec and its **source head**: the map from the penultimate
+    feature to the logits of the task the network was trained on (LEEP and NCE read them), or ``None`` where
+    there is none (SupCon models have no classifier; random weights were trained on no task)."""
+    f = form(spec)
+    if f == "source":
+        net = trained_net(spec["source"], ctx)
+        head = None if net.classifier is None else nn.Sequential(net.head, net.classifier).eval()
+        return net.encoder.eval(), head
+    if f == "public":
+        model = backbone(spec, ctx)
+        head = models.classifier(model)
+        return models.without_classifier(model), head.eval() if isinstance(head, nn.Linear) else None
+    return encoder(spec, ctx), None
 
 
 def untrained(spec: Mapping[str, Any]) -> nn.Module:

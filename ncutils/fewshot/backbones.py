@@ -152,6 +152,7 @@ def _init_weights(model: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
+#: The few-shot backbones of Table 2 by name.
 BACKBONES: dict[str, type[nn.Module]] = {
     "convnet4": ConvNet4,
     "resnet12": ResNet12,

@@ -72,6 +72,7 @@ CIFAR_FS_TRAIN_CLASSES: tuple[str, ...] = tuple(
     c for c in CIFAR100_CLASSES if c not in set(CIFAR_FS_TEST_CLASSES) | set(CIFAR_FS_VAL_CLASSES)
 )
 
+#: CIFAR-FS's split of Cifar-100's classes (Bertinetto et al. 2019): 64 meta-train, 16 validation, 20 meta-test.
 CIFAR_FS_SPLITS: dict[str, tuple[str, ...]] = {
     "train": CIFAR_FS_TRAIN_CLASSES,
     "val": CIFAR_FS_VAL_CLASSES,

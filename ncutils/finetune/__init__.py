@@ -32,7 +32,7 @@ Modules: :mod:`~ncutils.finetune.methods` (the networks and their parameter acco
 :func:`evaluate`).
 """
 
-from ncutils.finetune.loop import FitResult, evaluate, fit
+from ncutils.finetune.loop import FitResult, fit
 from ncutils.finetune.methods import (
     ARCHS,
     METHODS,
@@ -44,6 +44,7 @@ from ncutils.finetune.methods import (
     trainable_fraction,
 )
 from ncutils.finetune.prefix_cache import estimate_cache_bytes
+from ncutils.training import evaluate
 
 __all__ = [
     "ARCHS",

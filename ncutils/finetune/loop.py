@@ -19,7 +19,7 @@ from ncutils.runtime import autocast, cpu_numerics, resolve_device
 from ncutils.runtime import channels_last as runtime_channels_last
 from ncutils.training import Checkpoint, cosine_schedule, evaluate, seed_epoch, sgd
 
-__all__ = ["FitResult", "evaluate", "fit"]
+__all__ = ["FitResult", "fit"]
 
 
 @dataclass

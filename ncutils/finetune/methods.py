@@ -23,7 +23,9 @@ __all__ = [
     "trainable_fraction",
 ]
 
+#: The four fine-tuning methods of Section 3.3: Linear Probe, Layer FT, SCL FT and Full FT.
 METHODS = ("linear", "layer", "scl", "full")
+#: The networks whose blocks the paper numbers (Tables 3-7).
 ARCHS = ("resnet18", "resnet34", "resnet50", "vit_b_32")
 #: The block/layer fine-tuned by Layer FT and SCL FT in Table 3 (footnote 11).
 PAPER_BLOCK = {"resnet18": 5, "resnet34": 9, "resnet50": 8, "vit_b_32": 8}

@@ -54,6 +54,7 @@ __all__ = [
 MODES = ("auto", "memory", "disk", None)
 #: The default memory budget of the cache: this share of the machine's RAM, at most MEMORY_CAP_GB.
 MEMORY_FRACTION = 0.25
+#: The most memory (GB) the default budget of the cache takes, whatever the machine's RAM.
 MEMORY_CAP_GB = 16.0
 #: The default disk budget of the cache: this share of the free space in its folder.
 DISK_FRACTION = 0.8

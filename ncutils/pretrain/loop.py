@@ -274,9 +274,6 @@ def pretrain(
     channels_last : bool
         Channels-last memory for convolutional networks on CUDA.
 
-    On the CPU, denormal floats are flushed to zero while the loop runs
-    (:func:`ncutils.runtime.cpu_numerics`) and the previous setting is restored afterwards.
-
     Returns
     -------
     list of dict
@@ -285,6 +282,11 @@ def pretrain(
         (percent, on the inputs trained on; ``None`` for SupCon), ``seconds`` (training time), and
         with ``nc_loader`` the source ``nc1``, ``cdnv`` and ``nc2`` and ``nc_seconds``. The whole
         history, resumed epochs included.
+
+    Notes
+    -----
+    On the CPU, denormal floats are flushed to zero while the loop runs
+    (:func:`ncutils.runtime.cpu_numerics`) and the previous setting is restored afterwards.
     """
     loss_fn = as_loss(loss)
     _check_setup(net, loss_fn, adversarial_eps, nc_loader)

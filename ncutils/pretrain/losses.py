@@ -88,6 +88,7 @@ def supcon_loss(features: torch.Tensor, labels: torch.Tensor, temperature: float
     return -(pos_log_prob[has_pos] / n_pos[has_pos]).mean()
 
 
+#: The pre-training losses of Section 3.1 by name (Table 1): cross-entropy, MSE and SupCon.
 LOSSES: dict[str, Callable[..., torch.Tensor]] = {"ce": ce_loss, "mse": mse_loss, "supcon": supcon_loss}
 
 

@@ -1,5 +1,6 @@
 """Ranking candidate pre-trained models on a target dataset (:func:`rank_models`): model building,
-penultimate features with an on-disk cache, and every score of :mod:`ncutils.transferability.scores`."""
+penultimate features (and the source classifier's outputs on them) with an on-disk cache, and every score of
+:mod:`ncutils.transferability.scores` and :mod:`ncutils.transferability.baselines`."""
 
 from __future__ import annotations
 
@@ -18,7 +19,17 @@ from torch.utils.data import DataLoader, Dataset
 
 from ncutils import models as ncmodels
 from ncutils.features import PENULTIMATE, extract_features
-from ncutils.transferability.scores import NCTI_TERMS, SCORES, hscore, logme, nc1_score, ncti, ncti_components
+from ncutils.transferability.baselines import gbc, leep, nce, nleep, parc, sfda, transrate
+from ncutils.transferability.scores import (
+    DEFAULT_SCORES,
+    NCTI_TERMS,
+    SCORES,
+    hscore,
+    logme,
+    nc1_score,
+    ncti,
+    ncti_components,
+)
 
 __all__ = ["rank_models"]
 
@@ -90,7 +101,7 @@ def _cache_path(cache_dir: str | os.PathLike, model: str, dataset_name: str) -> 
     return Path(cache_dir) / f"{slug(model)}__{slug(dataset_name)}.pt"
 
 
-def _load_cache(path: Path, model: str, dataset_name: str) -> tuple[torch.Tensor, torch.Tensor]:
+def _load_cache(path: Path, model: str, dataset_name: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     fix = f"delete {path} and call rank_models again to extract the features anew."
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
@@ -109,13 +120,16 @@ def _load_cache(path: Path, model: str, dataset_name: str) -> tuple[torch.Tensor
             f"feature cache {path} belongs to model {blob.get('model')!r} on {blob.get('dataset')!r}, not to "
             f"{model!r} on {dataset_name!r} (their file names coincide); use another cache_dir or {fix}"
         )
-    return blob["features"], blob["labels"]
+    logits = blob.get("logits")
+    return blob["features"], blob["labels"], logits if isinstance(logits, torch.Tensor) else None
 
 
-def _save_cache(path: Path, model: str, dataset_name: str, feats: torch.Tensor, labels: torch.Tensor) -> None:
+def _save_cache(path: Path, model: str, dataset_name: str, feats: torch.Tensor, labels: torch.Tensor,
+                logits: torch.Tensor | None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    torch.save({"model": model, "dataset": dataset_name, "features": feats, "labels": labels}, tmp)
+    torch.save({"model": model, "dataset": dataset_name, "features": feats, "labels": labels, "logits": logits},
+               tmp)
     os.replace(tmp, path)  # never leave a half-written cache behind
 
 
@@ -124,14 +138,26 @@ def _module_device(module: nn.Module) -> torch.device | None:
     return None if p is None else p.device
 
 
+def _source_head(model: nn.Module, dim: int) -> nn.Module | None:
+    """The model's source classifier when it is a linear map of the penultimate feature, else ``None``."""
+    try:
+        head = ncmodels.classifier(model)
+    except TypeError:
+        return None
+    return head if isinstance(head, nn.Linear) and head.in_features == dim else None
+
+
 def _features_of(spec: str | tuple[str, nn.Module], loader: Iterable, *, dataset_name: str,
                  cache_dir: str | os.PathLike | None, device: str | torch.device, pretrained: bool,
-                 progress: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Penultimate features and labels of one model, from the cache when there is one."""
+                 progress: bool, need_logits: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Penultimate features, labels and the source classifier's outputs (``None`` for a model without one) of
+    one model, from the cache when there is one (and holds the outputs, when they are needed)."""
     name = _model_name(spec)
     path = None if cache_dir is None else _cache_path(cache_dir, name, dataset_name)
     if path is not None and path.exists():
-        return _load_cache(path, name, dataset_name)
+        cached = _load_cache(path, name, dataset_name)
+        if cached[2] is not None or not need_logits:
+            return cached
     model = _build_model(spec, pretrained)
     home = _module_device(model)
     try:
@@ -141,9 +167,15 @@ def _features_of(spec: str | tuple[str, nn.Module], loader: Iterable, *, dataset
         if home is not None and not isinstance(spec, str):
             model.to(home)  # give a caller's module back on its own device
     feats, labels = out[PENULTIMATE].float().cpu(), out["labels"].long().cpu()
+    head = _source_head(model, feats.shape[1])
+    logits = None
+    if head is not None:
+        with torch.inference_mode():
+            logits = torch.cat([head(chunk.to(_module_device(head) or "cpu")).float().cpu()
+                                for chunk in feats.split(4096)])
     if path is not None:
-        _save_cache(path, name, dataset_name, feats, labels)
-    return feats, labels
+        _save_cache(path, name, dataset_name, feats, labels, logits)
+    return feats, labels, logits
 
 
 def _check_scores(scores: Sequence[str]) -> tuple[str, ...]:
@@ -154,7 +186,9 @@ def _check_scores(scores: Sequence[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(scores))
 
 
-_BASELINES = {"logme": logme, "hscore": hscore, "nc1": nc1_score}
+_BASELINES = {"logme": logme, "hscore": hscore, "nc1": nc1_score, "nleep": nleep, "parc": parc, "sfda": sfda,
+              "gbc": gbc, "transrate": transrate}
+_FROM_LOGITS = {"leep": lambda z, y: leep(torch.softmax(z.double(), 1), y), "nce": lambda z, y: nce(z.argmax(1), y)}
 
 
 def rank_models(
@@ -162,7 +196,7 @@ def rank_models(
     dataset: Dataset | DataLoader,
     *,
     dataset_name: str,
-    scores: Sequence[str] = SCORES,
+    scores: Sequence[str] = DEFAULT_SCORES,
     batch_size: int = 64,
     cache_dir: str | os.PathLike | None = None,
     device: str | torch.device = "auto",
@@ -181,13 +215,15 @@ def rank_models(
         ``(image, label)`` pairs, already transformed for the models (the target training set).
     dataset_name : str
         Names the dataset in the feature cache.
-    scores : sequence of {"ncti", "logme", "hscore", "nc1"}
-        Scores to compute; ``"nc1"`` is :func:`nc1_score`, i.e. ``-NC1``.
+    scores : sequence of names from :data:`~ncutils.transferability.scores.SCORES`
+        Scores to compute (default NCTI, LogME, H-score and ``"nc1"``, i.e. :func:`nc1_score`, ``-NC1``).
+        ``"leep"`` and ``"nce"`` read the outputs of the model's source classifier on the target images
+        (its final ``nn.Linear`` applied to the penultimate features): a model without one gets NaN.
     batch_size : int
         Batch size of the DataLoader built when ``dataset`` is a Dataset.
     cache_dir : path, optional
-        Directory for one ``.pt`` file of penultimate features per (model, dataset_name); an
-        existing file is used instead of running (or even building) the model.
+        Directory for one ``.pt`` file of penultimate features (and source-classifier outputs) per
+        (model, dataset_name); an existing file is used instead of running (or even building) the model.
     device : str or torch.device
         Where the models run; ``"auto"`` picks CUDA when available.
     pretrained : bool
@@ -219,12 +255,15 @@ def rank_models(
     components: dict[str, tuple[float, float, float]] = {}
     n_samples: dict[str, int] = {}
     for spec, name in zip(models, names):
-        feats, labels = _features_of(spec, loader, dataset_name=dataset_name, cache_dir=cache_dir,
-                                     device=device, pretrained=pretrained, progress=progress)
+        feats, labels, logits = _features_of(spec, loader, dataset_name=dataset_name, cache_dir=cache_dir,
+                                             device=device, pretrained=pretrained, progress=progress,
+                                             need_logits=bool(set(scores) & set(_FROM_LOGITS)))
         n_samples[name] = feats.shape[0]
         if "ncti" in scores:
             components[name] = ncti_components(feats, labels)
         rows[name] = {s: _BASELINES[s](feats, labels) for s in scores if s in _BASELINES}
+        rows[name].update({s: float("nan") if logits is None else _FROM_LOGITS[s](logits, labels)
+                           for s in scores if s in _FROM_LOGITS})
     if len(set(n_samples.values())) > 1:
         raise ValueError(
             f"the models saw different numbers of samples {n_samples}; a cached file is probably from "
@@ -234,7 +273,7 @@ def rank_models(
     if "ncti" in scores:
         table["ncti"] = pd.Series(ncti(components))
     for s in scores:
-        if s in _BASELINES:
+        if s != "ncti":
             table[s] = pd.Series({m: r[s] for m, r in rows.items()})
     if "ncti" in scores:
         for i, term in enumerate(NCTI_TERMS):

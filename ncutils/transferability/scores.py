@@ -18,6 +18,7 @@ from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 from ncutils.metrics import check_features, check_labels, nc1
 
 __all__ = [
+    "DEFAULT_SCORES",
     "NCTI_TERMS",
     "SCORES",
     "hscore",
@@ -35,8 +36,14 @@ ArrayLike = torch.Tensor | np.ndarray
 NCTI_TERMS: tuple[str, str, str] = ("seli", "ncc", "vc")
 _TERM_SIGN = {"seli": 1.0, "ncc": 1.0, "vc": -1.0}  # vc is a cost: it enters NCTI negatively
 
-#: Scores :func:`rank_models` can compute; for every one of them higher means "transfers better".
-SCORES: tuple[str, ...] = ("ncti", "logme", "hscore", "nc1")
+#: Scores :func:`rank_models` can compute; for every one of them higher means "transfers better". ``leep`` and
+#: ``nce`` read the source classifier's outputs, the others the penultimate features
+#: (:mod:`ncutils.transferability.baselines`).
+SCORES: tuple[str, ...] = ("ncti", "logme", "hscore", "nc1", "leep", "nce", "nleep", "parc", "sfda", "gbc",
+                           "transrate")
+
+#: What :func:`rank_models` computes unless told otherwise: NCTI and the scores that are cheap at any size.
+DEFAULT_SCORES: tuple[str, ...] = ("ncti", "logme", "hscore", "nc1")
 
 _PCA_COMPONENTS = 64  # PCA dimension of NCTI
 _SHRINKAGE_TERMS = 32  # number of leading PCA variances in the LDA shrinkage

@@ -2,7 +2,9 @@
 
 ``nc_constructed``
     Class means on a simplex ETF, isotropic Gaussian noise of each standard deviation in ``sigmas``:
-    measured NC1, CDNV, numerical rank and NC2 beside their closed forms; and NC2 of random means.
+    measured NC1, CDNV, numerical rank and NC2 beside their closed forms, and on the same features the
+    other quantities of the field (trace-ratio NC1, NC2's norm and angle parts, the nearest-class-centre
+    accuracy, NC4 against the ideal classifier whose weights are the ETF means); and NC2 of random means.
 ``nc_surrogates``
     ``population`` random feature sets (random means, scales and anisotropic noise): NC1, CDNV,
     numerical rank and NC2 of each, to compare the orderings (Appendix A).
@@ -56,8 +58,13 @@ def run_constructed(cfg: Mapping[str, Any], ctx) -> dict:
     rows = []
     for sigma in cfg["sigmas"]:
         X, y = sample(means, sigma, n, rng)
+        parts = metrics.nc2_parts(X, y)
         rows.append({"sigma": sigma, **_all(X, y), "NC1 theory": sigma**2 * (k - 1) ** 2 / k,
-                     "CDNV theory": sigma**2 * d * (k - 1) / (2 * k)})
+                     "CDNV theory": sigma**2 * d * (k - 1) / (2 * k),
+                     "NC1 trace ratio": metrics.nc1_trace_ratio(X, y),
+                     "NC2 equinorm": parts["equinorm"], "NC2 equiangularity": parts["equiangularity"],
+                     "NC2 max-angle": parts["max_angle"], "NCC accuracy": metrics.ncc_accuracy(X, y),
+                     "NC4": metrics.nc4(X, y, means)})
     Xr, yr = sample(rng.normal(size=(k, d)) / np.sqrt(d), 0.1, n, rng)
     return {"etf": rows, "random_means_nc2": metrics.nc2(Xr, yr)}
 

@@ -1,9 +1,12 @@
-"""Transferability scores of one candidate model on one target dataset (NCTI, Wang et al. 2023).
+"""Transferability scores of one candidate model on one target dataset (NCTI, Wang et al. 2023, and the
+scores it is compared with).
 
-Kind ``transfer_scores``: penultimate features of the target training set from the frozen
-candidate, then the three raw NCTI terms (``seli``, ``ncc``, ``vc``; :func:`ncutils.transferability.
-ncti_components`) and the baselines LogME, H-score and -NC1. NCTI itself normalises each term over
-all candidates, so chapters combine these per-candidate results with :func:`ncutils.transferability.ncti`.
+Kind ``transfer_scores``: penultimate features of the target training set from the frozen candidate,
+then the three raw NCTI terms (``seli``, ``ncc``, ``vc``; :func:`ncutils.transferability.ncti_components`)
+and every baseline of :data:`FEATURE_SCORES` on the features; where the candidate has a source classifier
+(:func:`ncutils.book.networks.encoder_and_source_head`), LEEP on its softmax outputs and NCE on its
+predicted source classes (``None`` otherwise). NCTI itself normalises each term over all candidates, so
+chapters combine these per-candidate results with :func:`ncutils.transferability.ncti`.
 Config: ``backbone`` (backbone spec), ``data`` (dataset spec), ``loader_batch``.
 """
 
@@ -12,20 +15,37 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import torch
+
 from ncutils import data, features, transferability
 from ncutils.book import datasets, networks
 from ncutils.book.engine.units import kind
 
+__all__ = ["FEATURE_SCORES", "run_transfer_scores"]
+
+#: Scores computed from the penultimate features and labels alone (larger = more transferable).
+FEATURE_SCORES = {"logme": transferability.logme, "hscore": transferability.hscore,
+                  "nc1": transferability.nc1_score, "nleep": transferability.nleep,
+                  "parc": transferability.parc, "sfda": transferability.sfda, "gbc": transferability.gbc,
+                  "transrate": transferability.transrate}
+
 
 @kind("transfer_scores")
 def run_transfer_scores(cfg: Mapping[str, Any], ctx) -> dict:
-    """The raw NCTI terms, LogME, H-score and -NC1 of one frozen candidate on one target set."""
-    enc = networks.encoder(cfg["backbone"], ctx)
+    """The raw NCTI terms and every baseline score of one frozen candidate on one target set."""
+    enc, head = networks.encoder_and_source_head(cfg["backbone"], ctx)
     loader = data.make_loader(datasets.build(cfg["data"], data_root=ctx.data_root), cfg["loader_batch"],
                               device=ctx.device)
     out = features.extract_features(enc, loader, (features.PENULTIMATE,), device=ctx.device, progress=ctx.progress)
     x, y = out[features.PENULTIMATE].float(), out["labels"].long()
     seli, ncc, vc = transferability.ncti_components(x, y)
-    return {"seli": seli, "ncc": ncc, "vc": vc, "logme": transferability.logme(x, y),
-            "hscore": transferability.hscore(x, y), "nc1": transferability.nc1_score(x, y),
-            "num_samples": int(x.shape[0]), "feature_dim": int(x.shape[1])}
+    result = {"seli": seli, "ncc": ncc, "vc": vc, **{name: score(x, y) for name, score in FEATURE_SCORES.items()}}
+    if head is not None:
+        with torch.inference_mode():
+            logits = head.to(x.device)(x).double()
+        result["leep"] = transferability.leep(torch.softmax(logits, 1), y)
+        result["nce"] = transferability.nce(logits.argmax(1), y)
+    else:
+        result["leep"] = result["nce"] = None
+    return {**result, "num_samples": int(x.shape[0]), "feature_dim": int(x.shape[1]),
+            "source_classes": None if head is None else int(logits.shape[1])}
