@@ -1,5 +1,6 @@
 """Dataset loading on tiny fake copies of the real on-disk formats, offline datasets, subsets, loaders."""
 
+import gzip
 import os
 import pickle
 import runpy
@@ -73,23 +74,47 @@ def fake_cifar100(root, n_train=12, n_test=5):
     return splits
 
 
-def _idx(path, array):
-    """Write an IDX file (big-endian header: 0, 0, type 0x08 = ubyte, number of dimensions; then sizes)."""
+def _idx(path, array, code=0x08, dtype=np.uint8):
+    """Write an IDX file (big-endian header: 0, 0, type 0x08 = ubyte, number of dimensions; then sizes).
+
+    A path ending in ``.gz`` is gzipped, as in Debian's Fashion-MNIST."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(s).to_bytes(4, "big") for s in array.shape)
-    path.write_bytes(header + array.astype(np.uint8).tobytes())
+    header = bytes([0, 0, code, array.ndim]) + b"".join(int(s).to_bytes(4, "big") for s in array.shape)
+    raw = header + array.astype(np.dtype(dtype).newbyteorder(">")).tobytes()
+    path.write_bytes(gzip.compress(raw) if path.suffix == ".gz" else raw)
 
 
-def fake_mnist(root, folder="MNIST", n_train=12, n_test=5):
-    rng = np.random.default_rng(0)
+def fake_mnist(root, folder="MNIST", n_train=12, n_test=5, *, seed=0, raw="raw", suffix=""):
+    """torchvision's layout (root/folder/raw/*-ubyte); ``raw=""`` and ``suffix=".gz"``: Debian's (root/*-ubyte.gz)."""
+    rng = np.random.default_rng(seed)
     out = {}
     for prefix, n in (("train", n_train), ("t10k", n_test)):
         images = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
-        labels = np.arange(n, dtype=np.uint8) % 10
-        _idx(root / folder / "raw" / f"{prefix}-images-idx3-ubyte", images)
-        _idx(root / folder / "raw" / f"{prefix}-labels-idx1-ubyte", labels)
+        labels = rng.permutation(np.arange(n, dtype=np.uint8) % 10)
+        _idx(root / folder / raw / f"{prefix}-images-idx3-ubyte{suffix}", images)
+        _idx(root / folder / raw / f"{prefix}-labels-idx1-ubyte{suffix}", labels)
         out[prefix] = (images, labels)
     return out
+
+
+def fake_debian_fashion(folder, **kwargs):
+    """Debian's dataset-fashion-mnist layout: the four gzipped IDX files directly in ``folder``."""
+    return fake_mnist(folder, "", raw="", suffix=".gz", **kwargs)
+
+
+@pytest.fixture
+def debian_fashion(tmp_path, monkeypatch):
+    """A fake Debian copy of Fashion-MNIST (12 + 5 images), found through $NCUTILS_FASHION_MNIST."""
+    folder = tmp_path / "usr-share-datasets-fashion-mnist"
+    raw = fake_debian_fashion(folder, seed=7)
+    monkeypatch.setenv(data.idx.FASHION_MNIST_ENV, str(folder))
+    return folder, raw
+
+
+@pytest.fixture
+def no_debian_fashion(tmp_path, monkeypatch):
+    """No Debian copy of Fashion-MNIST, whether or not the package is installed here."""
+    monkeypatch.setenv(data.idx.FASHION_MNIST_ENV, str(tmp_path / "no-fashion-mnist"))
 
 
 def _jpg(path, seed, size=(40, 30)):
@@ -220,7 +245,7 @@ def test_mnist_idx_files(tmp_path, name, folder):
     assert (len(train), len(test)) == (12, 5)
     np.testing.assert_array_equal(data.labels_of(train), raw["train"][1])
     x, y = test[2]
-    assert x.shape == (3, 224, 224) and y == 2
+    assert x.shape == (3, 224, 224) and y == raw["t10k"][1][2]
     mean, std = (torch.tensor(v)[:, None, None] for v in transforms.NORMALIZATION["imagenet"])
     gray = x * std + mean  # the digit repeated to three channels, then ImageNet-normalised
     torch.testing.assert_close(gray[0], gray[1])
@@ -326,7 +351,7 @@ def test_download_flag_reaches_torchvision(tmp_path, monkeypatch):
     assert calls == [torchvision.datasets.CIFAR10.url] and (tmp_path / "new").is_dir()
 
 
-def test_bad_name_and_split(tmp_path):
+def test_bad_name_and_split(tmp_path, no_debian_fashion):
     with pytest.raises(ValueError, match="unknown dataset"):
         data.load("imagenet", root=tmp_path)
     with pytest.raises(ValueError, match="unknown split"):
@@ -345,6 +370,123 @@ def test_cli_download_on_existing_data(tmp_path, no_md5, capsys, monkeypatch):
         warnings.simplefilter("ignore", RuntimeWarning)  # runpy: module already imported by the tests
         runpy.run_module("ncutils.data", run_name="__main__")
     assert exit_info.value.code == 0 and "download" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------- Fashion-MNIST from Debian's package
+def test_fashion_mnist_from_debian_copy_matches_torchvision(tmp_path, debian_fashion):
+    folder, raw = debian_fashion
+    empty, tv_root = tmp_path / "empty", tmp_path / "tv"
+    (tv_root / "FashionMNIST" / "raw").mkdir(parents=True)
+    for name in os.listdir(folder):  # the same files, unpacked where torchvision reads them
+        (tv_root / "FashionMNIST" / "raw" / name[:-3]).write_bytes(gzip.decompress((folder / name).read_bytes()))
+    assert data.check("fashionmnist", empty) is None  # the Debian copy counts as present
+    for split, prefix in (("train", "train"), ("test", "t10k")):
+        images, labels = raw[prefix]
+        deb = data.load("fashionmnist", split, root=empty, image_size=28, to_rgb=False, normalize=False)
+        tv = data.load("fashionmnist", split, root=tv_root, image_size=28, to_rgb=False, normalize=False)
+        assert isinstance(deb, data.idx.FashionMNISTFolder) and isinstance(deb, torchvision.datasets.FashionMNIST)
+        assert not isinstance(tv, data.idx.FashionMNISTFolder)  # the data root's copy comes first
+        assert len(deb) == len(images) and deb.classes == tv.classes and deb.classes[9] == "Ankle boot"
+        assert deb.data.dtype == torch.uint8 and deb.targets.dtype == torch.int64
+        np.testing.assert_array_equal(deb.data.numpy(), images)
+        np.testing.assert_array_equal(data.labels_of(deb), labels)
+        assert torch.equal(deb.data, tv.data) and torch.equal(deb.targets, tv.targets)
+        for i in (0, len(images) - 1):
+            x, y = deb[i]
+            assert x.shape == (1, 28, 28) and y == labels[i] and isinstance(y, int)
+            torch.testing.assert_close(x[0], torch.from_numpy(images[i] / 255.0).float())
+            torch.testing.assert_close(x, tv[i][0])
+    x, y = data.load("fashionmnist", "test", root=empty)[3]  # the paper's preprocessing, as for the other datasets
+    assert x.shape == (3, 224, 224) and x.min() < 0 and y == raw["t10k"][1][3]
+    assert not empty.exists()  # nothing was created under the data root
+
+
+def test_read_idx_types_and_damaged_files(tmp_path, debian_fashion):
+    folder, raw = debian_fashion
+    values = np.arange(-6, 6, dtype=np.int32).reshape(3, 4) * 1000
+    _idx(tmp_path / "ints.idx", values, code=0x0C, dtype=np.int32)
+    np.testing.assert_array_equal(data.idx.read_idx(tmp_path / "ints.idx"), values)
+    np.testing.assert_array_equal(data.idx.read_idx(folder / "t10k-labels-idx1-ubyte.gz"), raw["t10k"][1])
+    good = (folder / "train-images-idx3-ubyte.gz").read_bytes()
+    (tmp_path / "cut.gz").write_bytes(good[: len(good) // 2])
+    with pytest.raises(ValueError, match="cut.gz is not a complete gzip file"):
+        data.idx.read_idx(tmp_path / "cut.gz")
+    (tmp_path / "short.gz").write_bytes(gzip.compress(gzip.decompress(good)[:-28]))
+    with pytest.raises(ValueError, match=r"short.gz is truncated: .* shape \(12, 28, 28\)"):
+        data.idx.read_idx(tmp_path / "short.gz")
+    (tmp_path / "long").write_bytes(gzip.decompress(good) + b"\0")
+    with pytest.raises(ValueError, match="long has extra bytes"):
+        data.idx.read_idx(tmp_path / "long")
+    (tmp_path / "png.gz").write_bytes(gzip.compress(b"\x89PNG\r\n\x1a\n"))
+    with pytest.raises(ValueError, match="png.gz is not an IDX file"):
+        data.idx.read_idx(tmp_path / "png.gz")
+    # a damaged Debian copy: load() says which file is wrong and how to repair it
+    (folder / "train-images-idx3-ubyte.gz").write_bytes(good[:100])
+    with pytest.raises(data.DatasetNotFoundError, match="could not be read from .*not a complete gzip file") as info:
+        data.load("fashionmnist", root=tmp_path / "empty")
+    assert "apt-get install --reinstall dataset-fashion-mnist" in str(info.value)
+    _idx(folder / "train-images-idx3-ubyte.gz", raw["train"][0][:11])  # 11 images for 12 labels
+    with pytest.raises(data.DatasetNotFoundError, match="11 images but .* 12 labels"):
+        data.load("fashionmnist", root=tmp_path / "empty")
+    _idx(folder / "train-images-idx3-ubyte.gz", raw["train"][1])  # the labels where the images belong
+    with pytest.raises(data.DatasetNotFoundError, match=r"shape \(12,\), not uint8 images"):
+        data.load("fashionmnist", root=tmp_path / "empty")
+    assert len(data.load("fashionmnist", "test", root=tmp_path / "empty")) == 5  # the test files are intact
+
+
+def test_missing_fashion_mnist_names_apt_and_download(tmp_path, no_debian_fashion, monkeypatch):
+    with pytest.raises(data.DatasetNotFoundError) as info:
+        data.load("fashionmnist", root=tmp_path / "root")
+    msg = str(info.value)
+    assert "apt-get install dataset-fashion-mnist" in msg and "python -m ncutils.data download fashionmnist" in msg
+    assert str(tmp_path / "no-fashion-mnist") in msg and "NCUTILS_FASHION_MNIST" in msg
+    assert info.value.path == tmp_path / "root" / "FashionMNIST" and not (tmp_path / "root").exists()
+    problem = data.check("fashionmnist", tmp_path / "root")
+    assert "apt-get install dataset-fashion-mnist" in problem and str(tmp_path / "root" / "FashionMNIST") in problem
+    # a Debian folder that lacks a file
+    folder = tmp_path / "partial"
+    fake_debian_fashion(folder)
+    (folder / "t10k-labels-idx1-ubyte.gz").unlink()
+    monkeypatch.setenv(data.idx.FASHION_MNIST_ENV, str(folder))
+    for text in (str(pytest.raises(data.DatasetNotFoundError, data.load, "fashionmnist", root=tmp_path).value),
+                 data.check("fashionmnist", tmp_path)):
+        assert "is incomplete (no t10k-labels-idx1-ubyte.gz" in text
+        assert "apt-get install --reinstall dataset-fashion-mnist" in text
+    assert data.check("mnist", tmp_path) is not None  # the Debian copy is Fashion-MNIST's only
+
+
+def test_download_command_still_fetches_fashion_mnist(tmp_path, debian_fashion, monkeypatch, capsys):
+    calls = []
+
+    def offline(url, *args, **kwargs):
+        calls.append(url)
+        raise urllib.error.URLError("no network in the tests")
+
+    monkeypatch.setattr(torchvision.datasets.mnist, "download_and_extract_archive", offline)
+    assert len(data.load("fashionmnist", root=tmp_path / "a", download=True)) == 12  # the Debian copy suffices
+    assert calls == []
+    with pytest.raises(RuntimeError, match="Error downloading train-images-idx3-ubyte.gz"):
+        data_cli.main(["download", "fashionmnist", "--root", str(tmp_path / "b")])
+    assert calls and calls[0] == torchvision.datasets.FashionMNIST.mirrors[0] + "train-images-idx3-ubyte.gz"
+    fake_mnist(tmp_path / "c", "FashionMNIST")
+    assert data_cli.main(["download", "fashionmnist", "--root", str(tmp_path / "c")]) == 0
+    out = capsys.readouterr().out
+    assert "train: 12 images" in out and "test: 5 images" in out and str(tmp_path / "c" / "FashionMNIST") in out
+
+
+@pytest.mark.skipif(not data.idx.FASHION_MNIST_FOLDER.is_dir(),
+                    reason="the real Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)")
+def test_real_fashion_mnist_from_debian_package(tmp_path, monkeypatch):
+    monkeypatch.delenv(data.idx.FASHION_MNIST_ENV, raising=False)
+    assert data.check("fashionmnist", tmp_path) is None
+    for split, n in (("train", 60000), ("test", 10000)):
+        ds = data.load("fashionmnist", split, root=tmp_path)
+        assert isinstance(ds, data.idx.FashionMNISTFolder) and len(ds.classes) == 10
+        assert ds.data.shape == (n, 28, 28) and ds.data.dtype == torch.uint8
+        assert np.bincount(data.labels_of(ds)).tolist() == [n // 10] * 10
+        assert ds.targets[0] == 9  # both splits open with an ankle boot
+        x, y = ds[0]
+        assert x.shape == (3, 224, 224) and y == 9
 
 
 # --------------------------------------------------------------------------- labels_of

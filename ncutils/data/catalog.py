@@ -3,8 +3,10 @@
 CIFAR-10/100, FGVC-Aircraft, DTD, Oxford-IIIT Pets, Oxford Flowers-102, MNIST and Fashion-MNIST
 are listed in :data:`DATASETS`, and :func:`load` returns them through torchvision with the
 paper's preprocessing (:func:`ncutils.transforms.preprocess`). Nothing is downloaded unless asked
-for; a dataset that is not on disk raises :class:`DatasetNotFoundError`, whose message says where
-it was expected and how to get it.
+for (:func:`download`); a dataset that is not on disk raises :class:`DatasetNotFoundError`, whose
+message says where it was expected and how to get it. Fashion-MNIST is also read from the copy that
+Debian's package ``dataset-fashion-mnist`` installs (:mod:`ncutils.data.idx`) when the data root
+lacks it.
 """
 
 from __future__ import annotations
@@ -19,6 +21,13 @@ import numpy as np
 import torchvision
 from torch.utils.data import ConcatDataset, Dataset
 
+from ncutils.data.idx import (
+    FASHION_MNIST_ENV,
+    FASHION_MNIST_PACKAGE,
+    FashionMNISTFolder,
+    fashion_mnist_files,
+    fashion_mnist_folder,
+)
 from ncutils.transforms import NORMALIZATION, preprocess
 
 __all__ = [
@@ -27,6 +36,7 @@ __all__ = [
     "DatasetInfo",
     "DatasetNotFoundError",
     "data_root",
+    "download",
     "image_size_for",
     "load",
 ]
@@ -155,8 +165,13 @@ def _dataset_info(name: str) -> DatasetInfo:
 def _not_found(info: DatasetInfo, root: Path, problem: str) -> DatasetNotFoundError:
     path = root / info.folder
     size = f" (about {info.size})" if info.size else ""
+    system = ""
+    if info.name == "fashionmnist":
+        system = (f"  * Debian/Ubuntu, offline: apt-get install {FASHION_MNIST_PACKAGE} (read from "
+                  f"{fashion_mnist_folder()}; ${FASHION_MNIST_ENV} names another folder of its IDX files), or\n")
     msg = (
         f"{info.title} ({info.name!r}) {problem}: expected it at {path} (data root {root}). Get it with\n"
+        f"{system}"
         f"  * Python: ncutils.data.load({info.name!r}, download=True, root={str(root)!r}){size}, or\n"
         f"  * a shell: python -m ncutils.data download {info.name} --root {root}, or\n"
         f"  * if it is already elsewhere on disk: pass root=... or set {ENV_VAR} to the folder that "
@@ -224,17 +239,53 @@ def _sun397_split(full: Dataset, split: str) -> Dataset:
     return out
 
 
-def check(name: str, root: str | os.PathLike | None = None) -> str | None:
-    """``None`` when dataset ``name`` is on disk under the data root, else what is missing.
+# --------------------------------------------------------------------------- copies installed by the system
+def _system_copy(info: DatasetInfo) -> tuple[Path | None, str | None]:
+    """Folder of a complete system-wide copy of the dataset (Debian's Fashion-MNIST), or why there is none.
 
-    Looks for the folder torchvision reads (no loading, no network), so a run can check every
-    dataset it needs in a moment before computing anything.
+    Returns ``(folder, None)`` when all the files are there (nothing is read), ``(None, None)`` when
+    the dataset has no system copy or its folder does not exist, and ``(None, problem)`` when the
+    folder exists but lacks files.
+    """
+    if info.name != "fashionmnist":
+        return None, None
+    folder = fashion_mnist_folder()
+    if not folder.is_dir():
+        return None, None
+    _, missing = fashion_mnist_files(folder)
+    if missing:
+        return None, (f"the copy at {folder} is incomplete (no {', '.join(missing)}; reinstall it: "
+                      f"apt-get install --reinstall {FASHION_MNIST_PACKAGE})")
+    return folder, None
+
+
+def _from_system(info: DatasetInfo, folder: Path, root: Path, split: str, transform) -> Dataset:
+    try:
+        return FashionMNISTFolder(folder, train=split == "train", transform=transform)
+    except (ValueError, FileNotFoundError) as err:
+        raise _not_found(info, root, f"could not be read from {folder} ({err}); reinstall it (apt-get install "
+                                     f"--reinstall {FASHION_MNIST_PACKAGE}) or get it another way") from err
+
+
+def check(name: str, root: str | os.PathLike | None = None) -> str | None:
+    """``None`` when dataset ``name`` is on disk, else what is missing.
+
+    Looks for the folder torchvision reads under the data root and, for Fashion-MNIST, for the
+    files of Debian's copy (:func:`ncutils.data.idx.fashion_mnist_folder`); no loading, no
+    network, so a run can check every dataset it needs in a moment before computing anything.
     """
     info = _dataset_info(name)
     path = data_root(root) / info.folder
-    if not path.is_dir() or not any(path.iterdir()):
-        return f"{info.title} not found at {path} (about {info.size})"
-    return None
+    if path.is_dir() and any(path.iterdir()):
+        return None
+    folder, problem = _system_copy(info)
+    if folder is not None:
+        return None
+    msg = f"{info.title} not found at {path} (about {info.size})"
+    if info.name == "fashionmnist":
+        msg += f"; {problem}" if problem else (f" nor at {fashion_mnist_folder()} (Debian/Ubuntu: apt-get install "
+                                               f"{FASHION_MNIST_PACKAGE})")
+    return msg
 
 
 def load(
@@ -262,9 +313,12 @@ def load(
     split:
         ``"train"`` or ``"test"``.
     root:
-        Data root (see :func:`data_root`).
+        Data root (see :func:`data_root`). When it lacks Fashion-MNIST, the files of Debian's
+        package ``dataset-fashion-mnist`` are read instead (:class:`ncutils.data.idx.FashionMNISTFolder`,
+        from :func:`ncutils.data.idx.fashion_mnist_folder`): same images, labels and order.
     download:
-        Download the dataset through torchvision when it is not on disk.
+        Download the dataset through torchvision into the data root when it is not on disk
+        (neither there nor, for Fashion-MNIST, in Debian's copy); see also :func:`download`.
     image_size, augment, normalize, to_rgb:
         Preprocessing, see :func:`ncutils.transforms.preprocess` and :func:`image_size_for`;
         ``normalize`` uses the ImageNet statistics (``NORMALIZATION["imagenet"]``).
@@ -283,12 +337,22 @@ def load(
     if split not in info.splits:
         raise ValueError(f"unknown split {split!r} for {info.name}; use 'train' or 'test'.")
     base = data_root(root)
-    if download:
-        base.mkdir(parents=True, exist_ok=True)
-    elif not (base / info.folder).exists():
-        raise _not_found(info, base, "was not found")
+    system = None
+    if not (base / info.folder).exists():
+        system, problem = _system_copy(info)
+        if system is None and not download:
+            raise _not_found(info, base, "was not found" + (f", and {problem}" if problem else ""))
     mean, std = NORMALIZATION["imagenet"] if normalize else (None, None)
     transform = preprocess(image_size, mean, std, to_rgb=to_rgb, augment=augment)
+    if system is not None:
+        return _from_system(info, system, base, split, transform)
+    return _from_root(info, base, split, transform, download)
+
+
+def _from_root(info: DatasetInfo, base: Path, split: str, transform, download: bool) -> Dataset:
+    """The split as torchvision reads it from the data root ``base`` (downloading it there if asked)."""
+    if download:
+        base.mkdir(parents=True, exist_ok=True)
     parts = [_build_part(info, base, kwargs, transform, download) for kwargs in info.splits[split]]
     if info.name == "dtd":
         _harmonise_dtd(parts, base)
@@ -301,3 +365,24 @@ def load(
     return dataset
 
 
+def download(name: str, root: str | os.PathLike | None = None) -> dict[str, int]:
+    """Download both splits of dataset ``name`` through torchvision into the data root.
+
+    Unlike ``load(name, download=True)``, this fetches the files even when Debian's copy of
+    Fashion-MNIST is installed, so that the data root holds them (``python -m ncutils.data download``
+    calls it); files already under the root are not downloaded again.
+
+    Parameters
+    ----------
+    name:
+        A key of :data:`DATASETS`.
+    root:
+        Data root (see :func:`data_root`); created if needed.
+
+    Returns
+    -------
+    dict
+        The number of images of the ``"train"`` and ``"test"`` splits.
+    """
+    info, base = _dataset_info(name), data_root(root)
+    return {split: len(_from_root(info, base, split, None, True)) for split in info.splits}
