@@ -41,3 +41,24 @@ def test_chapter_one_of_the_cpu_book_is_identical_across_runs(tmp_path):
         # the cost units time two implementations: their timings differ, their values must not
         records.append(without_timings({"units": rec["units"], "results": rec["results"]}))
     assert records[0] == records[1]
+
+
+def test_a_unit_computes_the_same_numbers_whatever_the_threads_of_its_process(tmp_path):
+    """A notebook runs with every core, a fan-out job with one: a unit pins its own threads, so both store the
+    same numbers (reductions split over more threads round differently)."""
+    import torch
+
+    p = profiles.get("smoke")
+    model = p.source_model("resnet18", epochs=1)
+    before = torch.get_num_threads()
+    results, restored = [], []
+    try:
+        for run, threads in (("one", 1), ("two", 2)):
+            torch.set_num_threads(threads)
+            ctx = Context(Store(tmp_path / run), device="cpu", progress=False)
+            results.append(without_timings(ctx.result(model)))
+            restored.append(torch.get_num_threads() == threads)
+    finally:
+        torch.set_num_threads(before)
+    assert results[0] == results[1]  # without the pin, source NC1 differs in the 6th digit on a 2-core CPU
+    assert all(restored) and {Store(tmp_path / r).read(model)["provenance"]["threads"] for r in ("one", "two")} == {1}

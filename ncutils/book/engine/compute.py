@@ -3,14 +3,20 @@
 :class:`Context` carries what a unit needs besides its configuration: the store, the device, where
 the datasets live, whether to show progress, and whether missing results may be computed here
 (``compute_missing=False`` makes a notebook fail fast when a fan-out run left a unit missing).
+
+A unit computes with :data:`UNIT_THREADS` CPU threads (torch's intra-op pool and the BLAS libraries'),
+whatever the process it runs in: reductions split over more threads round differently, so a unit's numbers
+would otherwise depend on whether it ran in a notebook, in a fan-out job or on a machine with more cores.
+Parallelism comes from computing units side by side (:mod:`ncutils.book.runner.executors`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +25,24 @@ import torch
 from ncutils.book.engine.store import Store
 from ncutils.book.engine.units import Unit, get_kind
 
-__all__ = ["Context", "MissingResult", "compute"]
+__all__ = ["UNIT_THREADS", "Context", "MissingResult", "compute", "fixed_threads"]
+
+#: CPU threads every unit computes with, in every process (see the module docstring).
+UNIT_THREADS = 1
+
+
+@contextlib.contextmanager
+def fixed_threads(n: int = UNIT_THREADS) -> Iterator[None]:
+    """Run the body with ``n`` torch intra-op threads and ``n`` BLAS / OpenMP threads, then restore them."""
+    from threadpoolctl import threadpool_limits
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        with threadpool_limits(limits=n):
+            yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 class MissingResult(LookupError):
@@ -63,11 +86,11 @@ class Context:
         return self.store.load_weights(u)
 
 
-def _provenance(seconds: float) -> dict[str, Any]:
+def _provenance(seconds: float, threads: int) -> dict[str, Any]:
     dev = "cpu"
     if torch.cuda.is_available():
         dev = torch.cuda.get_device_name(0)
-    return {"seconds": seconds, "device": dev, "torch": torch.__version__, "threads": torch.get_num_threads(),
+    return {"seconds": seconds, "device": dev, "torch": torch.__version__, "threads": threads,
             "python": platform.python_version(), "pid": os.getpid()}
 
 
@@ -102,7 +125,9 @@ def _run(u: Unit, ctx: Context) -> Any:
         t0 = time.perf_counter()
         outer, ctx.current = ctx.current, u
         try:
-            out = kind.fn(u.config, ctx)
+            with fixed_threads():
+                out = kind.fn(u.config, ctx)
+                threads = torch.get_num_threads()
         finally:
             ctx.current = outer
         state = None
@@ -110,7 +135,7 @@ def _run(u: Unit, ctx: Context) -> Any:
             out, model = out
             state = model.state_dict()
         seconds = time.perf_counter() - t0
-        record = ctx.store.write(u, out, provenance=_provenance(seconds), state_dict=state)
+        record = ctx.store.write(u, out, provenance=_provenance(seconds, threads), state_dict=state)
         ctx.store.path(u, ".ckpt").unlink(missing_ok=True)
     if ctx.log is not None:
         ctx.log(f"computed {u.key} in {seconds:.1f} s")
