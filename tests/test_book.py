@@ -249,3 +249,41 @@ def test_smoke_profile_runs_every_chapter_and_builds_the_book():
     claims = (html / "book" / "claims.html").read_text()
     for nb in NOTEBOOKS:  # the claims page heads each chapter's claims with the chapter's title
         assert book.chapter_title(nb) in claims and book.chapter_title(nb) != nb.stem.replace("_", " ")
+
+
+def test_a_replicate_draws_every_seed_from_its_own_set(tiny_book):
+    from ncutils.book.runner import cli
+    from ncutils.book.runner.parameters import REPLICATE_STRIDE, replicate
+
+    params = {"seed": 0, "pt_seeds": [0, 1, 2], "fs_seed": 3, "epochs": 5, "seeds_note": "x", "profile": "cpu"}
+    one, two = replicate(params, 1), replicate(params, 2)
+    assert one == {**params, "seed": REPLICATE_STRIDE, "pt_seeds": [REPLICATE_STRIDE + i for i in range(3)],
+                   "fs_seed": REPLICATE_STRIDE + 3}
+    seeds = [{one["seed"], *one["pt_seeds"], one["fs_seed"]}, {two["seed"], *two["pt_seeds"], two["fs_seed"]},
+             {0, 1, 2, 3}]
+    assert not (seeds[0] & seeds[1] or seeds[0] & seeds[2] or seeds[1] & seeds[2])  # independent sets
+    assert replicate(params, 0) == params
+    with pytest.raises(ValueError, match="seeds must lie in"):
+        replicate({"seed": REPLICATE_STRIDE}, 1)
+    run = cli.parse(["--root", str(tiny_book), "--profile", "t", "--replicate", "2"])
+    assert run.label == "t-replicate-2" and run.store_dir == tiny_book / "_build" / "store"
+    (tiny_book / "_build" / "t").mkdir(parents=True)
+    (tiny_book / "_build" / "t-replicate-1").mkdir()
+    assert list(run.siblings()) == ["t", "t-replicate-1"]
+    out = run_book("--root", str(tiny_book), *TINY, "--replicate", "-1")
+    assert out.returncode != 0 and "--replicate takes a number >= 0" in out.stderr
+
+
+def test_the_claims_page_shows_delta_power_and_the_other_replicates():
+    from ncutils.book.claims import CLAIMS
+    from ncutils.book.runner.site import claims_page
+    from ncutils.book.verdicts import check, judge
+    from ncutils.stats import Estimate
+
+    v = judge(CLAIMS["table3_layer"], [check("Layer FT − Linear Probe", Estimate(2.0, 0.5, 3.5, 100, "t"), +1)])
+    record = {"results": {"verdicts": [v.to_dict()]}}
+    page = claims_page("cpu-replicate-1", [("05_finetuning", "5. Fine-tuning", record)],
+                       {"cpu": {"table3_layer": "supported"}, "cpu-replicate-2": {"table3_layer": "not supported"}})
+    row = next(line for line in page.splitlines() if line.startswith(f"| {CLAIMS['table3_layer'].text[:30]}"))
+    assert "(δ 1, power 2.1)" in row and "**supported**" in row
+    assert row.endswith("cpu: supported; cpu-replicate-2: not supported |") and "other replicates" in page

@@ -49,3 +49,52 @@ def test_verdicts_render_and_serialise():
     d = v.to_dict()
     assert d["outcome"] == SUPPORTED and d["tests"][0]["direction"] == 1 and d["claim"]["where"] == "Section 3.2"
     assert "Rule, fixed before the numbers" in CLAIM.show().data
+
+
+# --------------------------------------------------------------------------- the smallest effect that matters
+def _e(low, high):
+    return Estimate((low + high) / 2, low, high, 10, "test")
+
+
+def test_a_better_test_reads_delta_as_the_smallest_effect_that_matters():
+    def direction(low, high, sign=+1, threshold=0.0):
+        return check("s", _e(low, high), sign, threshold, delta=1.0).direction
+
+    assert direction(1.2, 2.0) == 1 and direction(0.2, 0.8) == 1  # an effect, the second smaller than δ
+    assert check("s", _e(0.2, 0.8), +1, delta=1.0).smaller_than_delta
+    assert not check("s", _e(1.2, 2.0), +1, delta=1.0).smaller_than_delta
+    assert direction(-0.5, 0.9) == -1  # any effect is smaller than δ: against
+    assert direction(-3.0, -2.0) == -1 and direction(-0.5, 1.5) == 0  # the other way; too wide to tell
+    assert direction(-0.8, -0.2, sign=-1) == 1 and direction(-0.9, 0.5, sign=-1) == -1  # mirrored
+    assert direction(0.55, 0.7, threshold=0.5) == 1 and direction(0.45, 1.6, threshold=0.5) == 0
+    # without δ only the threshold decides, as before
+    assert check("s", _e(-0.5, 0.9), +1).direction == 0 and check("s", _e(-0.5, -0.1), +1).direction == -1
+
+
+def test_a_comparable_test_is_an_equivalence_test_against_minus_delta():
+    def direction(low, high):
+        return check("s", _e(low, high), +1, comparable=True, delta=3.0).direction
+
+    assert direction(-2.0, 1.0) == 1 and direction(-5.0, -4.0) == -1 and direction(-4.0, 1.0) == 0
+
+
+def test_power_and_decisiveness_follow_the_interval_width():
+    narrow, wide = check("s", _e(-0.2, 0.6), +1, delta=1.0), check("s", _e(-2.0, 2.0), +1, delta=1.0)
+    assert narrow.power == pytest.approx(0.4 * (1.959964 + 0.841621) / 1.959964, rel=1e-5)
+    assert narrow.decisive and narrow.direction != 0  # narrower than δ: it always decides
+    assert not wide.decisive and wide.direction == 0
+    for low in (-1.5, -0.7, -0.3, 0.0, 0.1, 0.6, 1.3):  # every interval narrower than δ decides
+        assert check("s", _e(low, low + 0.9), +1, delta=1.0).direction != 0
+
+
+def test_judge_takes_each_tests_delta_from_the_claim_by_measure():
+    claim = Claim("k", "text", "where", "paper", "rule", deltas={"accuracy": 1.0, "correlation": 0.3})
+    v = judge(claim, [check("acc", _e(-0.4, 0.8), +1, measure="accuracy"),
+                      check("rho", _e(0.1, 0.6), +1, measure="correlation")])
+    assert [t.delta for t in v.tests] == [1.0, 0.3] and v.tests[0].direction == -1 and v.outcome == NOT_SUPPORTED
+    single = Claim("k", "text", "where", "paper", "rule", deltas={"accuracy": 2.0})
+    assert judge(single, [check("acc", _e(0.5, 1.5), +1)]).tests[0].delta == 2.0
+    with pytest.raises(ValueError, match="no smallest effect for 'fraction'"):
+        judge(claim, [check("f", _e(0.6, 0.9), +1, 0.5, measure="fraction")])
+    record = v.to_dict()["tests"][0]
+    assert record["delta"] == 1.0 and record["power"] > 0 and record["decisive"] is False

@@ -32,8 +32,9 @@ _CLAIMS = [
     Claim("surrogates", "CDNV and the numerical rank are inexpensive surrogates of NC1: they order feature sets "
           "by collapse as NC1 does.", "Appendix A", "no number (a motivation for the surrogates)",
           "For each surrogate, Kendall's τ with NC1 over a population of random feature sets, with a bootstrap "
-          "interval over the feature sets. Supported when both intervals lie above 0; not supported when one "
-          "lies below 0.", chapter=1),
+          "interval over the feature sets. Supported when both come out as predicted; not supported when one "
+          "comes out against.", chapter=1,
+          deltas={'correlation': 0.3}),
     # ---------------------------------------------------------------- Chapter 2
     Claim("progressive", "Layer-wise progressive collapse is a common occurrence across training losses, "
           "network architectures and datasets: NC1 decreases from shallow to deep layers.",
@@ -42,7 +43,9 @@ _CLAIMS = [
           "For every network in the regime, the per-layer factor of NC1 (exp of the least-squares slope of log NC1 "
           "against depth). Statistic: the fraction of networks whose factor is below 1, with a Wilson interval. "
           "Supported when the interval lies above 1/2 (most networks: a common occurrence); not supported when it "
-          "lies below 1/2.", regime=_TERMINAL_REGIME, chapter=2),
+          "lies below 1/2 + δ (a bare majority at most is not a common "
+          "occurrence).", regime=_TERMINAL_REGIME, chapter=2,
+          deltas={'fraction': 0.1}),
     # ---------------------------------------------------------------- Chapter 3
     Claim("table1", "Less collapsed features on the source data transfer better, to a certain extent: across "
           "pre-training losses and projection heads, larger source NC1 goes with higher transfer accuracy.",
@@ -52,15 +55,17 @@ _CLAIMS = [
           "and transfer accuracy over all models, with a bootstrap interval that resamples whole seeds, above 0; "
           "(2) the paired difference in transfer accuracy between the least collapsed setting (SupCon + MLP head) "
           "and the most collapsed one (MSE), with a t interval over seeds, above 0. Supported when both are; not "
-          "supported when either interval lies below 0.", regime=_TERMINAL_REGIME, chapter=3),
+          "supported when either comes out against (its interval below δ).", regime=_TERMINAL_REGIME, chapter=3,
+          deltas={'correlation': 0.3, 'accuracy': 1.0}),
     Claim("fig3_heads", "Projection layers in pre-training increase feature diversity for better transferability: "
           "with a projection head, the encoder's source features are less collapsed and transfer better.",
           "Section 3.1, Fig. 3", "Fig. 3: for MSE, CE and SupCon, encoders trained with one to three projection "
           "layers have larger source NC1 and higher transfer accuracy than without a head",
           "For every head depth h ≥ 1 trained, two paired differences over seeds against the same loss without a "
-          "head: source NC1 (h) − NC1 (none) above 0 and transfer accuracy (h) − (none) above 0 (t intervals). "
+          "head: log(source NC1 (h) / NC1 (none)) above 0 and transfer accuracy (h) − (none) above 0 (t intervals). "
           "Supported when most tests come out as predicted and none against; not supported when most come out "
-          "against.", regime=_TERMINAL_REGIME, chapter=3),
+          "against.", regime=_TERMINAL_REGIME, chapter=3,
+          deltas={'log NC1 ratio': 0.1, 'accuracy': 1.0}),
     Claim("fig4_threshold", "The positive relation between source NC1 and transfer accuracy holds only up to a "
           "certain threshold: beyond it, more diverse features (stronger augmentation or adversarial training) "
           "transfer worse.", "Section 3.1, Fig. 4", "Fig. 4: transfer accuracy on Cifar-10 first rises with source "
@@ -69,13 +74,15 @@ _CLAIMS = [
           "be an interior one: its accuracy minus that of the least collapsed model (largest NC1) above 0, and "
           "minus that of the most collapsed model above 0, each with an interval that adds the test-sample "
           "(binomial) error and the seed spread of Table 1's CE models. Needs at least three models in the "
-          "regime spanning the NC1 range; otherwise inconclusive.", regime=_TERMINAL_REGIME, chapter=3),
+          "regime spanning the NC1 range; otherwise inconclusive.", regime=_TERMINAL_REGIME, chapter=3,
+          deltas={'accuracy': 1.0}),
     Claim("random_features", "Randomly initialised networks have large NC1 but poor between-class discrimination, "
           "so random features transfer poorly.", "Section 3.1, after Fig. 4", "no number (an argument)",
           "The randomly initialised encoder against the cross-entropy source model of the same architecture "
           "(seed replicates): its downstream NC1 above the trained one's (interval of the ratio's log above 0), "
           "and its transfer accuracy below (difference with the test-sample error and the seed spread). Supported "
-          "when both come out as predicted; not supported when either comes out against.", chapter=3),
+          "when both come out as predicted; not supported when either comes out against.", chapter=3,
+          deltas={'log NC1 ratio': 0.4, 'accuracy': 1.0}),
     # ---------------------------------------------------------------- Chapter 4
     Claim("fig5_downstream", "Pre-trained models with more collapsed last-layer features on the downstream data "
           "exhibit better transferability.", "Section 3.2, Figs. 5 and 6",
@@ -83,8 +90,10 @@ _CLAIMS = [
           "NC1 on the downstream training data falls as transfer accuracy rises",
           "For each downstream set: Spearman's correlation between downstream NC1 and transfer accuracy over all "
           "the pre-trained models probed on it (at least five), with a bootstrap interval over models, below 0. "
-          "Supported when every set's interval is below 0; not supported when any lies above 0.",
-          regime=_TERMINAL_REGIME, chapter=4),
+          "Supported when every set's interval is below 0; not supported when any comes out against (its interval "
+          "above −δ: no correlation as strong as δ).",
+          regime=_TERMINAL_REGIME, chapter=4,
+          deltas={'correlation': 0.3}),
     Claim("table2_fewshot", "For few-shot learning, backbones whose features are more collapsed on the meta-test "
           "data reach higher few-shot accuracy.", "Section 3.2, Table 2",
           "Table 2: on CIFAR-FS and miniImageNet, the order of 1-shot and 5-shot accuracy of three backbones "
@@ -94,37 +103,43 @@ _CLAIMS = [
           "pair, accuracy (more collapsed) − accuracy (less collapsed) with an interval from the episodes' "
           "standard errors, above 0. Supported when most pairs come out as predicted and none against; not "
           "supported when most come out against. With fewer than five backbones the correlation is shown, "
-          "not used.", regime=_TERMINAL_REGIME, chapter=4),
+          "not used.", regime=_TERMINAL_REGIME, chapter=4,
+          deltas={'accuracy': 1.0}),
     Claim("fig9_layers", "Within one pre-trained model, layers whose output features are more collapsed on the "
           "downstream data give better linear transfer.", "Section 3.2, Fig. 9",
           "Fig. 9: NC1 of each block's features on Cifar-10 falls and the layer's linear-probe accuracy rises "
           "towards the output (ResNet34, ViT-B/32)",
           "For each network: Spearman's correlation between a layer's downstream NC1 and its probe accuracy over "
           "its layers (at least five), with a bootstrap interval over layers, below 0. Supported when every "
-          "network's interval is below 0; not supported when any lies above 0.", chapter=4),
+          "network's interval is below 0; not supported when any comes out against (its interval above −δ).", chapter=4,
+          deltas={'correlation': 0.3}),
     # ---------------------------------------------------------------- Chapter 5
     Claim("fig10_depth", "Fine-tuning a layer closer to the output usually leads to more collapsed penultimate "
           "features and better transfer accuracy.", "Section 3.3, Fig. 10; Tables 5-7",
           "Fig. 10 and Tables 5-7: accuracy mostly rises and NC1 mostly falls with the fine-tuned block's depth",
           "Over every (network, dataset, method) and every pair of fine-tuned blocks, the deeper block coming out "
           "with both lower penultimate NC1 and higher test accuracy. Statistic: the fraction of such pairs, with a "
-          "Wilson interval. Supported when it lies above 1/2 (usually); not supported when it lies below 1/2.",
-          chapter=5),
+          "Wilson interval. Supported when it lies above 1/2 (usually); not supported when it lies below 1/2 + δ.",
+          chapter=5,
+          deltas={'fraction': 0.1}),
     Claim("table3_layer", "Fine-tuning one intermediate layer (Layer FT) gives substantial gains over linear "
           "probing on a variety of datasets.", "Section 3.3, Table 3",
           "Table 3: Layer FT beats linear probing on every dataset and network, by 2 to 40 points",
           "For every (network, dataset): accuracy (Layer FT) − accuracy (linear probe) with a binomial interval over "
           "test samples, above 0. Supported when most cells come out as predicted and none against; not supported "
-          "when most come out against.", chapter=5),
+          "when most come out against.", chapter=5,
+          deltas={'accuracy': 1.0}),
     Claim("table3_scl", "SCL FT outperforms Layer FT and achieves comparable or better results than full "
           "fine-tuning on various datasets.", "Section 3.3, Table 3",
           "Table 3: SCL FT ≥ Layer FT in most cells; within about a point of full FT or above it on Cifar-10, DTD "
           "and Pets, 4-10 points below it on Cifar-100 and FGVC-Aircraft",
           "For every (network, dataset), two tests with binomial intervals over test samples: SCL FT − Layer FT "
-          "above 0, and SCL FT − full FT above −3 points (comparable or better). As the paper qualifies the claim "
+          "above 0, and SCL FT − full FT comparable or better (above −δ, δ = 3 points). As the paper qualifies "
+          "the claim "
           "('on various datasets', and its own Table 3 has exceptions), supported when more than half of the "
           "tests come out as predicted, whatever the rest; not supported when more than half come out against.",
-          chapter=5),
+          chapter=5,
+          deltas={'accuracy': 1.0, 'margin': 3.0}),
     Claim("parameters", "Layer FT and SCL FT fine-tune at least 70% fewer parameters than full fine-tuning "
           "(arXiv text; the TMLR version says at least 90%).", "Abstract; Section 3.3; Table 3",
           "Table 3: 6-8% of the parameters for the middle blocks (Block 5 of ResNet18, Block 8 of ResNet50, "
@@ -136,9 +151,11 @@ _CLAIMS = [
           "fine-tuning: they match or beat it when there are few samples per class.", "Section 3.3, Fig. 11",
           "Fig. 11: on Cifar-10 subsets, SCL FT and Layer FT beat full FT at the smallest sizes",
           "At each of the two smallest sizes: accuracy (SCL FT) − accuracy (full FT), binomial interval over test "
-          "samples, above −1 point (matches or beats). Supported when both come out as predicted; not supported "
+          "samples, comparable or better: above −δ (δ = 1 point; matches or beats). Supported when both come "
+          "out as predicted; not supported "
           "when either comes out against.", regime="full fine-tuning overfits at those sizes: at least 99% "
-          "training accuracy with test accuracy at least 10 points lower", chapter=5),
+          "training accuracy with test accuracy at least 10 points lower", chapter=5,
+          deltas={'margin': 1.0}),
     # ---------------------------------------------------------------- Chapter 6 (NCTI)
     Claim("ncti_rank", "NCTI ranks pre-trained models by their transferability better than the scores it is "
           "compared with: its ranking correlates with the ground-truth ranking of transfer accuracy, more closely "
@@ -150,7 +167,8 @@ _CLAIMS = [
           "Kendall τ between NCTI and the models' transfer accuracy above 0; (2) τ(NCTI) minus τ of the strongest "
           "baseline (the one with the highest mean τ over the target sets), paired over candidates, above 0. "
           "Supported when most tests come out as predicted and none against; not supported when most come out "
-          "against.", chapter=6),
+          "against.", chapter=6,
+          deltas={'correlation': 0.3, 'advantage': 0.1}),
 ]
 
 CLAIMS: dict[str, Claim] = {c.key: c for c in _CLAIMS}

@@ -3,9 +3,24 @@
 A chapter states each claim as a :class:`Claim` **before** computing anything: the paper's words with
 their own qualification ("usually", "on a variety of datasets"), where the paper says it and what it
 printed, the regime the claim is about (e.g. source models at the terminal phase of training), and
-the rule that will decide it. After the experiments, :func:`judge` applies the rule to intervals
-(:class:`ncutils.stats.Estimate`): each test is a statistic whose 95% interval lies on the predicted
-side of a threshold (it supports the claim), on the opposite side (it contradicts it), or straddles it.
+the rule that will decide it, with the **smallest effect that matters** for each kind of statistic
+(``Claim.deltas``: δ in the statistic's own units, e.g. 1 accuracy point, 0.3 of a correlation). After the
+experiments, :func:`judge` applies the rule to 95% intervals (:class:`ncutils.stats.Estimate`). A test
+predicts a statistic on one side of a threshold and reads its interval in one of two ways:
+
+*better* (the default)
+    as predicted when the whole interval lies beyond the threshold on the predicted side; **against** when it
+    lies short of threshold + δ (on the predicted side), i.e. any effect is smaller than what would matter or
+    points the other way; undecided otherwise. An interval beyond the threshold but within δ of it reads
+    *as predicted*: the effect is there, smaller than δ, and the test says so.
+*comparable or better* (``comparable=True``, an equivalence test)
+    as predicted when the interval lies beyond threshold − δ; against when it lies short of threshold − δ;
+    undecided otherwise.
+
+Each test also states its **power**: the smallest true effect this build would detect with 80%
+probability, (z₀.₉₇₅ + z₀.₈₀) / z₀.₉₇₅ ≈ 1.43 times the interval's half-width. A test whose interval is
+narrower than δ always decides (as predicted or against); so *undecided* means "this build cannot tell",
+never "the effect is small".
 
 Three outcomes:
 
@@ -15,20 +30,22 @@ Three outcomes:
     the run is in the regime and the tests contradict the claim;
 ``inconclusive``
     the regime's precondition fails (e.g. a source model below 99% training accuracy), or the
-    intervals straddle the thresholds: this run cannot tell.
+    intervals are too wide to decide: this run cannot tell (its power says what it could have seen).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from IPython.display import Markdown
 
 from ncutils.stats import Estimate
 
-__all__ = ["INCONCLUSIVE", "NOT_SUPPORTED", "SUPPORTED", "Claim", "Check", "Verdict", "check", "judge"]
+__all__ = ["INCONCLUSIVE", "NOT_SUPPORTED", "POWER_FACTOR", "SUPPORTED", "Claim", "Check", "Verdict", "check",
+           "judge"]
 
 SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE = "supported", "not supported", "inconclusive"
 _STYLE = {SUPPORTED: "tip", NOT_SUPPORTED: "warning", INCONCLUSIVE: "note"}
@@ -46,6 +63,8 @@ class Claim:
     paper : what the paper printed in support (numbers, or the figure's shape in words)
     rule : how this book decides it: the statistics, their thresholds, and how tests combine
     regime : the conditions the claim is about, checked in the run (``""``: none)
+    deltas : the smallest effect that matters, by the measure a test names (``check(..., measure=...)``), e.g.
+        ``{"accuracy": 1.0, "correlation": 0.3}``; empty for claims checked exactly (no sampling error)
     """
 
     key: str
@@ -55,44 +74,116 @@ class Claim:
     rule: str
     regime: str = ""
     chapter: int = 0
+    deltas: Mapping[str, float] = field(default_factory=dict)
+
+    def delta(self, measure: str | None) -> float | None:
+        """δ of ``measure`` (``None``: the claim's only measure, if it has exactly one)."""
+        if measure is None:
+            return next(iter(self.deltas.values())) if len(self.deltas) == 1 else None
+        if measure not in self.deltas:
+            raise ValueError(f"claim {self.key!r} names no smallest effect for {measure!r}; it has "
+                             f"{sorted(self.deltas) or 'none'}.")
+        return self.deltas[measure]
+
+    def effects(self) -> str:
+        """The smallest effects that matter, in words (``""`` when the claim is checked exactly)."""
+        return "; ".join(f"{m} {d:g}" for m, d in self.deltas.items())
 
     def show(self) -> Markdown:
         """The claim and its rule as a box, for the notebook cell that states them before the experiment."""
         regime = f"\n\n**Regime:** {self.regime}" if self.regime else ""
+        delta = (f"\n\n**Smallest effect that matters (δ):** {self.effects()}. A test comes out against the claim "
+                 "when its interval rules out any effect of at least δ in the predicted direction.") \
+            if self.deltas else ""
         return Markdown(f":::{{admonition}} Claim ({self.where})\n:class: seealso\n\n{self.text}\n\n"
-                        f"**Paper:** {self.paper}\n\n**Rule, fixed before the numbers:** {self.rule}{regime}\n:::")
+                        f"**Paper:** {self.paper}\n\n**Rule, fixed before the numbers:** {self.rule}{delta}{regime}"
+                        "\n:::")
+
+
+#: (z_0.975 + z_0.80) / z_0.975: a true effect this many interval half-widths from the threshold is detected
+#: with 80% probability by a two-sided 95% interval.
+POWER_FACTOR = (1.959963984540054 + 0.8416212335729143) / 1.959963984540054
 
 
 @dataclass(frozen=True)
 class Check:
-    """One statistic and its predicted side: ``sign`` -1 (below ``threshold``) or +1 (above)."""
+    """One statistic and its predicted side: ``sign`` -1 (below ``threshold``) or +1 (above), read with the
+    smallest effect that matters ``delta`` (``None``: the threshold alone decides) as *better* or, with
+    ``comparable``, as *comparable or better* (see the module docstring)."""
 
     name: str
     estimate: Estimate
     sign: int
     threshold: float = 0.0
+    delta: float | None = None
+    comparable: bool = False
+    measure: str | None = None
+
+    def _oriented(self) -> tuple[float, float]:
+        """The interval as effects in the predicted direction beyond the threshold: ``(low, high)``."""
+        e, t = self.estimate, self.threshold
+        a, b = self.sign * (e.low - t), self.sign * (e.high - t)
+        return min(a, b), max(a, b)
 
     @property
     def direction(self) -> int:
-        """+1: the interval lies on the predicted side; -1: on the other side; 0: it straddles the threshold."""
-        e, t = self.estimate, self.threshold
+        """+1: as predicted; -1: against (beyond the other side, or short of δ); 0: undecided."""
+        e = self.estimate
         if e.low != e.low or e.high != e.high:  # NaN interval: undefined
             return 0
-        if self.sign > 0:
-            return 1 if e.low > t else (-1 if e.high < t else 0)
-        return 1 if e.high < t else (-1 if e.low > t else 0)
+        lo, hi = self._oriented()
+        d = self.delta or 0.0
+        if self.comparable:
+            return 1 if lo > -d else (-1 if hi < -d else 0)
+        if lo > 0:
+            return 1
+        return -1 if hi < d or (self.delta is None and hi < 0) else 0
+
+    @property
+    def smaller_than_delta(self) -> bool:
+        """As predicted, but the whole interval lies within δ of the threshold: a real effect, smaller than δ."""
+        return (self.direction == 1 and not self.comparable and self.delta is not None
+                and self._oriented()[1] < self.delta)
+
+    @property
+    def power(self) -> float:
+        """The smallest effect (from the threshold, in the statistic's units) this build detects with 80%
+        probability: :data:`POWER_FACTOR` times the interval's half-width (``inf`` for an undefined interval)."""
+        e = self.estimate
+        half = (e.high - e.low) / 2
+        return POWER_FACTOR * half if math.isfinite(half) else math.inf
+
+    @property
+    def decisive(self) -> bool:
+        """Whether this build decides a *better* test whatever the truth: its interval is narrower than δ (an
+        interval that narrow cannot both reach below the threshold and beyond threshold + δ)."""
+        e = self.estimate
+        return (self.delta is not None and not self.comparable and math.isfinite(e.high - e.low)
+                and e.high - e.low < self.delta)
 
     def describe(self) -> str:
         side = ">" if self.sign > 0 else "<"
         mark = {1: "as predicted", -1: "against the prediction", 0: "undecided"}[self.direction]
-        return f"{self.name} = {self.estimate} (predicted {side} {self.threshold:g}; {mark})"
+        if self.smaller_than_delta:
+            mark += ", smaller than δ"
+        rule = f"{side} {self.threshold - self.sign * (self.delta or 0):g}, comparable or better" \
+            if self.comparable else f"{side} {self.threshold:g}"
+        extra = "" if self.delta is None else f", δ = {self.delta:g}, power {self.power:.2g}"
+        return f"{self.name} = {self.estimate} (predicted {rule}{extra}; {mark})"
 
 
-def check(name: str, estimate: Estimate, sign: int, threshold: float = 0.0) -> Check:
-    """A :class:`Check`: statistic ``name`` predicted above (``sign=+1``) or below (``-1``) ``threshold``."""
+def check(name: str, estimate: Estimate, sign: int, threshold: float = 0.0, *, measure: str | None = None,
+          comparable: bool = False, delta: float | None = None) -> Check:
+    """A :class:`Check`: statistic ``name`` predicted above (``sign=+1``) or below (``-1``) ``threshold``.
+
+    ``measure`` names the claim's smallest effect that applies (:attr:`Claim.deltas`; :func:`judge` fills
+    ``delta`` from it, or from the claim's only one); ``comparable`` reads it as *comparable or better*.
+    """
     if sign not in (-1, 1):
         raise ValueError(f"sign must be +1 (above) or -1 (below); got {sign}.")
-    return Check(name, estimate, sign, threshold)
+    if delta is not None and not delta > 0:
+        raise ValueError(f"the smallest effect that matters is positive; got {delta}.")
+    return Check(name, estimate, sign, threshold, delta, comparable, measure)
 
 
 @dataclass
@@ -111,7 +202,10 @@ class Verdict:
         return {"claim": asdict(self.claim), "outcome": self.outcome, "reason": self.reason,
                 "regime_met": self.regime_met, "regime_evidence": self.regime_evidence, "details": self.details,
                 "tests": [{"name": t.name, "sign": t.sign, "threshold": t.threshold, "direction": t.direction,
-                           **t.estimate.to_dict()} for t in self.tests]}
+                           "delta": t.delta, "comparable": t.comparable, "measure": t.measure,
+                           "power": t.power if math.isfinite(t.power) else None, "decisive": t.decisive,
+                           "smaller_than_delta": t.smaller_than_delta, **t.estimate.to_dict()}
+                          for t in self.tests]}
 
     def summary(self) -> str:
         """The first test's statistic and interval, for the claims page."""
@@ -147,6 +241,7 @@ def judge(claim: Claim, tests: Sequence[Check], *, combine: str = "all", regime:
     if combine not in ("all", "most", "majority", "any"):
         raise ValueError(f"combine must be 'all', 'most', 'majority' or 'any'; got {combine!r}.")
     met, evidence = regime if regime is not None else (None, "")
+    tests = [t if t.delta is not None else replace(t, delta=claim.delta(t.measure)) for t in tests]
     dirs = [t.direction for t in tests]
     n = len(dirs)
     if met is False:
@@ -167,5 +262,5 @@ def judge(claim: Claim, tests: Sequence[Check], *, combine: str = "all", regime:
               f"{pos} of {n} tests as predicted, {neg} against.",
               NOT_SUPPORTED: f"{neg} of {n} tests against the prediction.",
               INCONCLUSIVE: f"{pos} of {n} tests as predicted, {neg} against, {n - pos - neg} undecided: the "
-                            "intervals do not settle it at this scale."}[outcome]
+                            "intervals are too wide to decide at this scale."}[outcome]
     return Verdict(claim, outcome, list(tests), reason, met, evidence, details)

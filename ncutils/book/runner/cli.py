@@ -36,8 +36,8 @@ from typing import Any
 from ncutils.book.engine.store import FRESH_ENV
 from ncutils.book.runner import chapters as chapters_
 from ncutils.book.runner.execute import execute, execute_child
-from ncutils.book.runner.parameters import chapter_parameters, load_profile
-from ncutils.book.runner.site import Record, build_book, stage
+from ncutils.book.runner.parameters import load_profile, replicated_parameters
+from ncutils.book.runner.site import Record, build_book, replicate_verdicts, stage
 
 __all__ = ["Run", "chapter_fingerprint", "main"]
 
@@ -55,6 +55,9 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--root", help="the repository (default: found from the current folder)")
     ap.add_argument("--store", help="the unit store (default: _build/store, shared by every profile)")
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
+    ap.add_argument("--replicate", type=int, default=0, metavar="K",
+                    help="build with every seed drawn from the independent set K (0, the default: the book's own); "
+                    "into _build/<profile>-replicate-K")
     g = ap.add_argument_group("planning")
     g.add_argument("--plan", action="store_true", help="list the units and their estimated cost; compute nothing")
     g.add_argument("--json", metavar="FILE", help="with --plan: write the plan as JSON to FILE ('-': stdout)")
@@ -80,7 +83,7 @@ class Run:
 
     args: argparse.Namespace
     root: Path
-    label: str  # the build folder's name: the profile, or a parameter file's stem (+ "-dry-run")
+    label: str  # the build folder's name: the profile, or a parameter file's stem (+ "-dry-run", "-replicate-K")
     profile: str
     overrides: dict[str, Any]
     notebooks: list[Path]  # every chapter notebook that exists
@@ -97,6 +100,16 @@ class Run:
     @property
     def store_dir(self) -> Path:
         return Path(self.args.store).resolve() if self.args.store else self.root / "_build" / "store"
+
+    def siblings(self) -> dict[str, Path]:
+        """The other replicate builds of this profile found under ``_build`` (``label -> folder``)."""
+        base = self.label.split("-replicate-")[0]
+        out = {}
+        for folder in sorted((self.root / "_build").glob(f"{base}*")):
+            k = folder.name[len(base):]
+            if folder.name != self.label and (k == "" or (k.startswith("-replicate-") and k[11:].isdigit())):
+                out[folder.name] = folder
+        return out
 
     @property
     def stage_dir(self) -> Path:
@@ -125,7 +138,7 @@ class Run:
                         "store_dir": os.path.relpath(self.store_dir, book_dir), "reuse_results": not self.args.fresh,
                         "compute_missing": compute_missing, "progress": not self.args.quiet,
                         "dry_run": self.dry_run or False}
-            self.params[nb] = chapter_parameters(nb, self.profile, self.overrides, plumbing)
+            self.params[nb] = replicated_parameters(nb, self.profile, self.overrides, plumbing, self.args.replicate)
 
 
 def _select(nbs: list[Path], only: list[int] | None) -> list[Path]:
@@ -144,6 +157,8 @@ def parse(argv: list[str]) -> Run:
     args = _parser().parse_args(argv)
     if args.json and not args.plan:
         raise SystemExit("--json writes a plan: use it with --plan.")
+    if args.replicate < 0:
+        raise SystemExit(f"--replicate takes a number >= 0; got {args.replicate}.")
     if args.workers is not None and args.workers < 1:
         raise SystemExit(f"--workers takes a positive number; got {args.workers}.")
     root = chapters_.find_root(args.root)
@@ -156,8 +171,10 @@ def parse(argv: list[str]) -> Run:
         import torch
 
         dry_run = "batch" if torch.cuda.is_available() else "minimal"
-    return Run(args, root, f"{label}-dry-run" if dry_run else label, profile, overrides, nbs, listed,
-               _select(nbs, args.only), dry_run, fresh_since=time.time() if args.fresh else None)
+    label = f"{label}-dry-run" if dry_run else label
+    label = f"{label}-replicate-{args.replicate}" if args.replicate else label
+    return Run(args, root, label, profile, overrides, nbs, listed, _select(nbs, args.only), dry_run,
+               fresh_since=time.time() if args.fresh else None)
 
 
 # --------------------------------------------------------------------------- the steps
@@ -265,7 +282,7 @@ def run_chapters(run: Run, *, side_by_side: int) -> dict[str, Record]:
 
 def build(run: Run, records: dict[str, Record]) -> bool:
     """Stage the book source of this run and build the HTML book; True if it built."""
-    stage(run.root, run.stage_dir, run.label, list(records.values()), run.listed)
+    stage(run.root, run.stage_dir, run.label, list(records.values()), run.listed, replicate_verdicts(run.siblings()))
     t0 = time.perf_counter()
     log = run.out_dir / "logs" / "jupyter-book.log"
     built, why = build_book(run.stage_dir, run.out_dir / "html", log)

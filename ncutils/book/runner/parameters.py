@@ -15,7 +15,12 @@ import yaml
 
 from ncutils.book.runner.chapters import declared_defaults
 
-__all__ = ["chapter_parameters", "load_profile"]
+__all__ = ["REPLICATE_STRIDE", "chapter_parameters", "is_seed", "load_profile", "replicate",
+           "replicated_parameters"]
+
+#: Replicate ``K`` adds ``K`` times this to every seed, so the seeds of two replicates never meet (a chapter's
+#: seeds stay below it).
+REPLICATE_STRIDE = 1000
 
 
 #: The profile a parameter file without a ``profile:`` line adjusts.
@@ -60,9 +65,48 @@ def load_profile(root: Path, profile: str, declared: set[str] | None = None) -> 
     return path.stem, name, params
 
 
+def is_seed(name: str) -> bool:
+    """Whether chapter parameter ``name`` holds a random seed (``seed``, ``*_seed``) or a list of them (``*_seeds``)."""
+    return name == "seed" or name.endswith(("_seed", "_seeds"))
+
+
+def replicate(params: dict[str, Any], k: int) -> dict[str, Any]:
+    """``params`` with every seed moved to replicate ``k``'s own set (``k = 0``: unchanged).
+
+    Every random choice of a chapter flows from its seed parameters (pre-training, probes, subsets, episodes,
+    bootstraps), so replicate ``k`` redraws them all from seeds no other replicate uses; the datasets stay
+    the same (they are the population the experiment samples from)."""
+    if k < 0:
+        raise ValueError(f"a replicate is a number >= 0; got {k}.")
+    shift = REPLICATE_STRIDE * k
+
+    def moved(value):
+        if isinstance(value, bool) or value is None:
+            return value
+        if isinstance(value, int):
+            if not 0 <= value < REPLICATE_STRIDE:
+                raise ValueError(f"seeds must lie in [0, {REPLICATE_STRIDE}) to replicate; got {value}.")
+            return value + shift
+        if isinstance(value, list):
+            return [moved(v) for v in value]
+        return value
+
+    return {name: moved(v) if is_seed(name) else v for name, v in params.items()}
+
+
 def chapter_parameters(nb: Path, profile: str, overrides: dict[str, Any], plumbing: dict[str, Any]
                        ) -> tuple[dict, dict]:
     """``(injected, effective)``: what papermill injects into ``nb`` and the values the chapter then runs with."""
     defaults = declared_defaults(nb)
     injected = {k: v for k, v in {**overrides, **plumbing, "profile": profile}.items() if k in defaults}
     return injected, {**defaults, **injected}
+
+
+def replicated_parameters(nb: Path, profile: str, overrides: dict[str, Any], plumbing: dict[str, Any], k: int
+                          ) -> tuple[dict, dict]:
+    """:func:`chapter_parameters` of replicate ``k``: every seed parameter injected, moved by :func:`replicate`."""
+    injected, effective = chapter_parameters(nb, profile, overrides, plumbing)
+    if k:
+        seeds = replicate({n: v for n, v in effective.items() if is_seed(n)}, k)
+        injected, effective = {**injected, **seeds}, {**effective, **seeds}
+    return injected, effective

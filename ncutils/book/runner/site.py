@@ -91,16 +91,29 @@ def runs_page(profile: str, records: list[Record], info: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def claims_page(profile: str, chapters: list[tuple[str, str, dict | None]]) -> str:
+def _effect(test: dict) -> str:
+    """`` (δ …, power …)`` of a judged test: the smallest effect that matters and the smallest this build sees."""
+    if test.get("delta") is None:
+        return ""
+    power = test.get("power")
+    return f" (δ {test['delta']:g}, power {power:.2g})" if power is not None else f" (δ {test['delta']:g})"
+
+
+def claims_page(profile: str, chapters: list[tuple[str, str, dict | None]],
+                replicates: dict[str, dict[str, str]] | None = None) -> str:
     """Every claim the chapters judged, with its verdict, statistic and interval, and the paper's number.
 
-    ``chapters``: ``(file stem, title, chapter record or None)`` of every chapter, in order.
+    ``chapters``: ``(file stem, title, chapter record or None)`` of every chapter, in order; ``replicates``:
+    ``{build label: {claim key: outcome}}`` of other replicate builds, shown in a column of their own.
     """
+    replicates = replicates or {}
     lines = ["# Claims at a glance", "",
              f"Every claim of the paper (and of the NCTI write-up) that the chapters test, with the verdict in this "
              f"build (profile **{profile}**). Each rule was fixed before the numbers and is stated beside the claim "
-             "in its chapter; intervals are 95%. *Inconclusive* means the run was not in the regime the claim is "
-             "about, or its intervals do not settle it at this scale.", ""]
+             "in its chapter; intervals are 95%. Each test names δ, the smallest effect that matters, and its power, "
+             "the smallest effect this build would detect (80% of the time); a test comes out against the claim when "
+             "its interval rules out an effect of δ in the predicted direction. *Inconclusive* means the run was not "
+             "in the regime the claim is about, or its intervals are too wide to decide at this scale.", ""]
     totals_at = len(lines)
     if any((record or {}).get("meta", {}).get("dry_run") for _, _, record in chapters):
         lines += [":::{warning}", "This build is a **dry run**: synthetic stand-ins for the datasets and random "
@@ -120,11 +133,13 @@ def claims_page(profile: str, chapters: list[tuple[str, str, dict | None]]) -> s
             current = claim.chapter
             name, title = names.get(claim.chapter, (None, None))
             title = f"[{title}]({name})" if name else f"Chapter {claim.chapter}"
-            lines += ["", f"## {title}", "", "| claim | where | paper | this run (95% interval) | verdict |",
-                      "|---|---|---|---|---|"]
+            head = ["claim", "where", "paper", "this run (95% interval)", "verdict"]
+            head += ["other replicates"] if replicates else []
+            lines += ["", f"## {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         if claim.key in judged:
             v = judged[claim.key][1]
-            stats = [f"{t['name']} = {t['value']:.3g} [{t['low']:.3g}, {t['high']:.3g}]" for t in v["tests"]]
+            stats = [f"{t['name']} = {t['value']:.3g} [{t['low']:.3g}, {t['high']:.3g}]" + _effect(t)
+                     for t in v["tests"]]
             stat = "; ".join(stats) or v.get("details", "")
             outcome = v["outcome"]
             if v.get("regime_met") is False:
@@ -133,13 +148,35 @@ def claims_page(profile: str, chapters: list[tuple[str, str, dict | None]]) -> s
             stat, outcome = "not run in this build", "not run"
         counts[outcome] = counts.get(outcome, 0) + 1
         cell = [claim.text, claim.where, claim.paper, stat, f"**{outcome}**"]
+        if replicates:
+            cell.append("; ".join(f"{label}: {r.get(claim.key, 'not run')}" for label, r in replicates.items()))
         lines.append("| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cell) + " |")
     lines.insert(totals_at, "Totals: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) + ".\n")
     return "\n".join(lines) + "\n"
 
 
-def stage(root: Path, stage_dir: Path, profile: str, records: list[Record], nbs: list[Path]) -> None:
-    """Lay out the book source for this profile: config, toc, pages and executed notebooks."""
+def replicate_verdicts(builds: dict[str, Path]) -> dict[str, dict[str, str]]:
+    """``{build label: {claim key: outcome}}`` of the builds given (``label -> build folder``) that hold chapter
+    records: the verdicts of other replicates of the same profile, for the claims page."""
+    out: dict[str, dict[str, str]] = {}
+    for label, folder in builds.items():
+        found = {}
+        for path in sorted((folder / "src" / "book").glob("*.json")):
+            try:
+                record = json.loads(path.read_text())
+            except (OSError, json.JSONDecodeError):
+                continue
+            for v in (record.get("results") or {}).get("verdicts") or []:
+                found[v["claim"]["key"]] = v["outcome"]
+        if found:
+            out[label] = found
+    return out
+
+
+def stage(root: Path, stage_dir: Path, profile: str, records: list[Record], nbs: list[Path],
+          replicates: dict[str, dict[str, str]] | None = None) -> None:
+    """Lay out the book source for this profile: config, toc, pages and executed notebooks (``replicates``: the
+    verdicts of the other replicate builds, :func:`replicate_verdicts`)."""
     book = stage_dir / "book"
     book.mkdir(parents=True, exist_ok=True)
     for name in ("_config.yml", "_toc.yml"):
@@ -166,7 +203,7 @@ def stage(root: Path, stage_dir: Path, profile: str, records: list[Record], nbs:
         for nb in nbs:
             path = (book / nb.name).with_suffix(".json")
             found.append((nb.stem, chapter_title(nb), json.loads(path.read_text()) if path.exists() else None))
-        (book / "claims.md").write_text(claims_page(profile, found))
+        (book / "claims.md").write_text(claims_page(profile, found, replicates))
 
 
 def jupyter_book_command() -> list[str]:
