@@ -142,8 +142,8 @@ class Check:
     @property
     def smaller_than_delta(self) -> bool:
         """As predicted, but the whole interval lies within δ of the threshold: a real effect, smaller than δ."""
-        return (self.direction == 1 and not self.comparable and self.delta is not None
-                and self._oriented()[1] < self.delta)
+        return bool(self.direction == 1 and not self.comparable and self.delta is not None
+                    and self._oriented()[1] < self.delta)
 
     @property
     def power(self) -> float:
@@ -151,15 +151,15 @@ class Check:
         probability: :data:`POWER_FACTOR` times the interval's half-width (``inf`` for an undefined interval)."""
         e = self.estimate
         half = (e.high - e.low) / 2
-        return POWER_FACTOR * half if math.isfinite(half) else math.inf
+        return float(POWER_FACTOR * half) if math.isfinite(half) else math.inf
 
     @property
     def decisive(self) -> bool:
         """Whether this build decides a *better* test whatever the truth: its interval is narrower than δ (an
         interval that narrow cannot both reach below the threshold and beyond threshold + δ)."""
         e = self.estimate
-        return (self.delta is not None and not self.comparable and math.isfinite(e.high - e.low)
-                and e.high - e.low < self.delta)
+        return bool(self.delta is not None and not self.comparable and math.isfinite(e.high - e.low)
+                    and e.high - e.low < self.delta)
 
     def describe(self) -> str:
         side = ">" if self.sign > 0 else "<"
