@@ -40,11 +40,11 @@ _CLAIMS = [
           "network architectures and datasets: NC1 decreases from shallow to deep layers.",
           "Section 2.4, Fig. 2", "Fig. 2: NC1 falls layer after layer for MLPs on MNIST/FashionMNIST and ResNet18 "
           "on Cifar-10/100, with CE, MSE and SupCon",
-          "For every network in the regime, the per-layer factor of NC1 (exp of the least-squares slope of log NC1 "
-          "against depth). Statistic: the fraction of networks whose factor is below 1, with a Wilson interval. "
-          "Supported when the interval lies above 1/2 (most networks: a common occurrence); not supported when it "
-          "lies below 1/2 + δ (a bare majority at most is not a common "
-          "occurrence).", regime=_TERMINAL_REGIME, chapter=2,
+          "What Fig. 2 shows, NC1 falling from each layer to the next: for every network in the regime, the "
+          "fraction of its consecutive layer pairs in which NC1 falls. Statistic: the mean of those fractions over "
+          "the networks, with a t interval over networks. Supported when the interval lies above 1/2 (most steps "
+          "fall: the collapse progresses layer by layer); not supported when it lies below 1/2 + δ (NC1 falls in "
+          "hardly more than half the steps, or fewer).", regime=_TERMINAL_REGIME, chapter=2,
           deltas={'fraction': 0.1}),
     # ---------------------------------------------------------------- Chapter 3
     Claim("table1", "Less collapsed features on the source data transfer better, to a certain extent: across "
