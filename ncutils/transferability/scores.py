@@ -282,9 +282,10 @@ def logme(features: ArrayLike, labels: ArrayLike, *, max_iter: int = 1000, tol: 
     max_iter, tol : int, float
         At most ``max_iter`` fixed-point steps, stopping once ``alpha / beta`` changes by at most
         ``tol`` relatively. Each step costs ``O(min(N, d))``, so the defaults run to convergence;
-        the reference implementation stops after at most 11 steps with ``tol=1e-3`` and adds
-        ``1e-5`` to the denominators of the updates, which can leave its values slightly below
-        the maximum evidence computed here.
+        the reference implementation (thuml/LogME) stops after at most 11 steps with ``tol=1e-3``
+        and adds ``1e-5`` to the denominators of the updates, so its values can differ from the
+        maximum evidence computed here: by little when ``N > d``, while for ``N < d`` its default
+        fixed-point code is off (thuml/LogME issue 23) and this function is the exact maximum.
 
     Returns
     -------
