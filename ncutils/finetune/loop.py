@@ -157,8 +157,8 @@ def fit(
         ``"disk"`` force that storage (no budget check) and are refused for augmented data;
         ``None`` never caches. A disk cache is deleted afterwards.
     cache_dir : path, optional
-        Folder of a disk cache; the temporary folder by default (if that is in memory, as a tmpfs
-        ``/tmp`` is, point this at a real disk).
+        Folder of a disk cache; the temporary folder by default (if that lives in memory, as a tmpfs
+        does, point this at a real disk).
     cache_budget_gb : float, optional
         Memory budget of ``"auto"``, in GB (1e9 bytes); by default a quarter of the machine's RAM,
         at most 16 GB (:func:`~ncutils.finetune.prefix_cache.memory_budget_bytes`).

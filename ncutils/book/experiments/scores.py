@@ -5,7 +5,8 @@ Kind ``transfer_scores``: penultimate features of the target training set from t
 then the three raw NCTI terms (``seli``, ``ncc``, ``vc``; :func:`ncutils.transferability.ncti_components`)
 and every baseline of :data:`FEATURE_SCORES` on the features; where the candidate has a source classifier
 (:func:`ncutils.book.networks.encoder_and_source_head`), LEEP on its softmax outputs and NCE on its
-predicted source classes (``None`` otherwise). NCTI itself normalises each term over all candidates, so
+predicted source classes (``None`` otherwise). A score undefined for the number of samples (N-LEEP needs
+five per class) is ``None``. NCTI itself normalises each term over all candidates, so
 chapters combine these per-candidate results with :func:`ncutils.transferability.ncti`.
 Config: ``backbone`` (backbone spec), ``data`` (dataset spec), ``loader_batch``.
 """
@@ -29,6 +30,14 @@ FEATURE_SCORES = {"logme": transferability.logme, "hscore": transferability.hsco
                   "parc": transferability.parc, "sfda": transferability.sfda, "gbc": transferability.gbc,
                   "transrate": transferability.transrate}
 
+#: Samples per class a score needs beyond one: N-LEEP fits a mixture of 5 Gaussians per class (Li et al. 2021).
+_SAMPLES_PER_CLASS = {"nleep": 5}
+
+
+def _defined(name: str, n: int, k: int) -> bool:
+    """Whether score ``name`` is defined for ``n`` samples of ``k`` classes (every score needs ``n > k``)."""
+    return n > k and n >= _SAMPLES_PER_CLASS.get(name, 1) * k
+
 
 @kind("transfer_scores")
 def run_transfer_scores(cfg: Mapping[str, Any], ctx) -> dict:
@@ -39,7 +48,10 @@ def run_transfer_scores(cfg: Mapping[str, Any], ctx) -> dict:
     out = features.extract_features(enc, loader, (features.PENULTIMATE,), device=ctx.device, progress=ctx.progress)
     x, y = out[features.PENULTIMATE].float(), out["labels"].long()
     seli, ncc, vc = transferability.ncti_components(x, y)
-    result = {"seli": seli, "ncc": ncc, "vc": vc, **{name: score(x, y) for name, score in FEATURE_SCORES.items()}}
+    n, k = int(x.shape[0]), int(y.unique().numel())
+    # a score undefined at this size (a dry run's few images) is recorded as None, never guessed
+    result = {"seli": seli, "ncc": ncc, "vc": vc,
+              **{name: score(x, y) if _defined(name, n, k) else None for name, score in FEATURE_SCORES.items()}}
     if head is not None:
         with torch.inference_mode():
             logits = head.to(x.device)(x).double()
