@@ -23,7 +23,7 @@ import numpy as np
 from scipy import stats as _st
 
 __all__ = ["MIN_POINTS", "Estimate", "accuracy_difference", "bootstrap_interval", "correlation",
-           "independent_difference", "mean_interval", "paired_difference", "proportion"]
+           "independent_difference", "mean_interval", "paired_difference", "proportion", "welch_difference"]
 
 
 #: The fewest points a correlation needs to be given an interval (and so to decide anything).
@@ -77,6 +77,24 @@ def paired_difference(a: Sequence[float], b: Sequence[float], level: float = 0.9
         raise ValueError(f"paired replicates need equal lengths; got {x.size} and {y.size}.")
     e = mean_interval(x - y, level)
     return Estimate(e.value, e.low, e.high, e.n, f"mean paired difference over {e.n} replicates, t interval")
+
+
+def welch_difference(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> Estimate:
+    """Difference of the means of two independent groups of replicates, ``mean(a) - mean(b)``, with Welch's
+    t interval (unequal variances, Welch-Satterthwaite degrees of freedom). A group of one replicate has no
+    spread to estimate: the interval is unbounded."""
+    x, y = _clean(a), _clean(b)
+    d = float(x.mean() - y.mean())
+    if x.size < 2 or y.size < 2:
+        return Estimate(d, -math.inf, math.inf, int(x.size + y.size), "a group of one replicate: no interval")
+    va, vb = x.var(ddof=1) / x.size, y.var(ddof=1) / y.size
+    se = math.sqrt(va + vb)
+    if se == 0.0:
+        return Estimate(d, d, d, int(x.size + y.size), "no spread in either group")
+    df = (va + vb) ** 2 / (va ** 2 / (x.size - 1) + vb ** 2 / (y.size - 1))
+    half = float(_st.t.ppf(0.5 + level / 2, df) * se)
+    return Estimate(d, d - half, d + half, int(x.size + y.size),
+                    f"difference of means of {x.size} and {y.size} replicates, Welch t interval")
 
 
 def bootstrap_interval(statistic: Callable[..., float], *samples: Sequence, n_boot: int = 2000, level: float = 0.95,

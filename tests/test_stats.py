@@ -26,6 +26,16 @@ def test_paired_difference_uses_the_pairs():
         stats.paired_difference([1.0], [1.0, 2.0])
 
 
+def test_welch_difference_matches_scipys_unequal_variance_interval():
+    a, b = [3.1, 2.4, 3.9, 3.3, 2.8], [1.0, 1.9, 0.2, 1.4, 2.6, 0.7, 1.1]
+    e = stats.welch_difference(a, b)
+    ci = st.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
+    assert e.value == pytest.approx(np.mean(a) - np.mean(b))
+    assert (e.low, e.high) == pytest.approx((ci.low, ci.high)) and e.n == 12 and e.excludes(0)
+    one = stats.welch_difference([5.0], b)  # a group of one has no spread: no interval
+    assert one.low == -math.inf and one.high == math.inf and not one.excludes(0)
+
+
 def test_bootstrap_covers_the_mean_and_is_deterministic():
     rng = np.random.default_rng(0)
     x = rng.normal(5.0, 1.0, 200)

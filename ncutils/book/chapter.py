@@ -195,7 +195,8 @@ class Chapter:
                          "data": c["data"]["source"], "classes": c["num_classes"], "loss": c["loss"],
                          "head layers": c["head_layers"], "level": c["level"],
                          "adv. ε (/255)": None if c["adv_eps"] is None else round(c["adv_eps"] * 255, 3),
-                         "epochs": c["epochs"], "lr": c["lr"], "seed": c["seed"],
+                         # the schedule's epochs and those the recipe's training-accuracy target added
+                         "epochs": c["epochs"] + int(r.get("extra_epochs") or 0), "lr": c["lr"], "seed": c["seed"],
                          "source NC1": r["source_nc1"], "train_accuracy": r["train_accuracy"], "key": u.key})
         return self.put("source_models", rows)
 
@@ -207,8 +208,8 @@ class Chapter:
         shown = min((a for a in accuracies if a is not None), default=float("nan"))
         if low:
             return False, (f"{len(low)} of {len(accuracies)} {what} below {TERMINAL:g}% training accuracy "
-                           f"(lowest {shown:.1f}%).")
-        return True, f"all {len(accuracies)} {what} at {TERMINAL:g}% training accuracy or more (lowest {shown:.1f}%)."
+                           f"(lowest {shown:.2f}%).")
+        return True, f"all {len(accuracies)} {what} at {TERMINAL:g}% training accuracy or more (lowest {shown:.2f}%)."
 
     def to_dict(self) -> dict:
         return json.loads(json.dumps(self._record))

@@ -21,8 +21,8 @@ from ncutils.book.engine.units import Unit, closure
 from ncutils.book.profiles import Profile
 from ncutils.finetune.methods import PAPER_BLOCK
 
-__all__ = ["GRIDS", "PAPER_ARCH", "all_units", "family", "fig4_models", "finetune_sets", "grid", "probe", "profile_of",
-           "table3_block"]
+__all__ = ["GRIDS", "PAPER_ARCH", "TABLE1_SETTINGS", "all_units", "family", "fig4_models", "finetune_sets", "grid",
+           "population", "probe", "profile_of", "table3_block"]
 
 Grid = dict[str, dict[Any, Unit]]
 
@@ -39,6 +39,11 @@ def probe(p: Profile, backbone: Mapping[str, Any], name: str, epochs: int, seed:
                           "batch_size": 256, "loader_batch": 256, "seed": int(seed)})
 
 
+#: Table 1's pre-training settings: name -> (loss, layers of the projection head).
+TABLE1_SETTINGS = {"mse_none": ("mse", 0), "ce_none": ("ce", 0), "supcon_linear": ("supcon", 1),
+                   "supcon_mlp": ("supcon", 2)}
+
+
 def fig4_models(p: Profile, params: Mapping[str, Any]) -> dict[str, Unit]:
     """The source models of Figs. 4 and 5: augmentation levels and adversarial radii (Chapters 3, 4), as
     the profile declares them once (:attr:`Profile.fig4`)."""
@@ -46,6 +51,31 @@ def fig4_models(p: Profile, params: Mapping[str, Any]) -> dict[str, Unit]:
     out = {f"augmentation level {lvl}": p.source_model(f["arch"], level=lvl, seed=seed) for lvl in f["levels"]}
     out.update({f"adversarial ε = {e}/255": p.source_model(f["arch"], adv_eps=e / 255, seed=seed)
                 for e in f["eps_255"]})
+    return out
+
+
+def population(p: Profile, q: Mapping[str, Any], archs: list[str]) -> dict[str, dict]:
+    """The population of pre-trained networks the correlation claims range over (Figs. 5-6, NCTI), as backbone
+    specs by label: the networks ``archs`` (seed ``q["seed"]``) and, where the book pre-trains its own models,
+    every other source model of Chapters 3-4 as well: Table 1's settings and the cross-entropy models with
+    one- and two-layer heads (Fig. 3) of :attr:`Profile.fig4`'s encoder at the seeds ``q["population_seeds"]``,
+    and the Fig. 4 models. A network reached twice (the same unit) is listed once, under its first label."""
+    seed = q["seed"]
+    nets = {name if seed == 0 else f"{name} s{seed}": p.pretrained(name, seed=seed) for name in archs}
+    if not p.public_weights:
+        arch = p.fig4["arch"]
+        for s in q.get("population_seeds") or []:
+            for name, (loss, h) in TABLE1_SETTINGS.items():
+                nets[f"{name} s{s}"] = {"source": p.source_model(arch, loss=loss, head_layers=h, seed=s)}
+            for h in (1, 2):
+                nets[f"ce_head{h} s{s}"] = {"source": p.source_model(arch, loss="ce", head_layers=h, seed=s)}
+        nets.update({label: {"source": m} for label, m in fig4_models(p, q).items()})
+    out, seen = {}, set()
+    for label, back in nets.items():
+        key = back["source"].key if "source" in back else str(back)
+        if key not in seen:
+            seen.add(key)
+            out[label] = back
     return out
 
 
@@ -88,18 +118,17 @@ def chapter3(p: Profile, q: Mapping[str, Any]) -> Grid:
     """Table 1 over the seeds ``pt_seeds``, Fig. 3 over ``pt_fig_seeds``, Fig. 4 at ``seed``; every model
     probed on the first downstream set, and the randomly initialised encoder (Section 3.1, after Fig. 4)."""
     target, arch = p.downstream_names[0], q["pt_arch"]
-    settings = {"mse_none": ("mse", 0), "ce_none": ("ce", 0), "supcon_linear": ("supcon", 1),
-                "supcon_mlp": ("supcon", 2)}
     table1 = {(name, s): p.source_model(arch, loss=loss, head_layers=h, seed=s)
-              for s in q["pt_seeds"] for name, (loss, h) in settings.items()}
+              for s in q["pt_seeds"] for name, (loss, h) in TABLE1_SETTINGS.items()}
     fig3 = {(loss, h, s): p.source_model(p.fig4["arch"], loss=loss, head_layers=h, seed=s)
             for loss in q["pt_losses"] for h in q["pt_head_layers"] for s in q["pt_fig_seeds"]}
     fig4 = fig4_models(p, q)
     models_ = {**{("table1", *k): v for k, v in table1.items()}, **{("fig3", *k): v for k, v in fig3.items()},
                **{("fig4", k): v for k, v in fig4.items()}}
     probes = {k: probe(p, {"source": m}, target, q["probe_epochs"], q["seed"]) for k, m in models_.items()}
-    random = {"random": probe(p, p.random_encoder(p.fig4["arch"], seed=q["seed"]), target, q["probe_epochs"],
-                              q["seed"])}
+    # randomly initialised encoders of Table 1's network, one per seed of pt_random_seeds (cheap: no training)
+    random = {s: probe(p, p.random_encoder(arch, seed=s), target, q["probe_epochs"], q["seed"])
+              for s in q.get("pt_random_seeds") or [q["seed"]]}
     return {"table1": table1, "fig3": fig3, "fig4": fig4, "probes": probes, "random": random}
 
 
@@ -107,8 +136,11 @@ def chapter4(p: Profile, q: Mapping[str, Any]) -> Grid:
     seed, epochs = q["seed"], q["probe_epochs"]
     fig5 = {(label, d): probe(p, {"source": m}, d, epochs, seed) for label, m in fig4_models(p, q).items()
             for d in p.downstream_names}
-    fig6 = {(name, d): probe(p, p.pretrained(name), d, epochs, seed) for name in q["ds_population"]
+    fig6 = {(name, d): probe(p, p.pretrained(name, seed=seed), d, epochs, seed) for name in q["ds_population"]
             for d in p.downstream_names}
+    # the verdict's population: every distinct network pre-trained for Chapters 3-4 (probes shared with fig5/fig6)
+    pop = {(label, d): probe(p, back, d, epochs, seed)
+           for label, back in population(p, q, q["ds_population"]).items() for d in p.downstream_names}
     table2 = {}
     for bench, setup in p.fewshot_benchmarks().items():
         for arch in q["fs_backbones"]:
@@ -119,7 +151,7 @@ def chapter4(p: Profile, q: Mapping[str, Any]) -> Grid:
     fig9 = {}
     first = p.downstream_names[0]
     for name in q["lw_archs"]:
-        back = p.pretrained(name)
+        back = p.pretrained(name, seed=seed)
         fig9[name] = Unit("layerwise_probe", {"backbone": back, "train": p.downstream(first, "train", back),
                                               "test": p.downstream(first, "test", back),
                                               "layers": list(range(1, networks.num_blocks(back) + 1)), "pool": "avg",
@@ -128,7 +160,7 @@ def chapter4(p: Profile, q: Mapping[str, Any]) -> Grid:
     # weights, the in-book ViT with random weights runs the same code path (its numbers say nothing of CLIP)
     clip_back = {"public": "clip_vit_b_32"} if p.public_weights else p.random_encoder("vit", seed=seed)
     clip = {d: probe(p, clip_back, d, epochs, seed) for d in p.downstream_names}
-    return {"fig5": fig5, "fig6": fig6, "table2": table2, "fig9": fig9, "clip": clip}
+    return {"fig5": fig5, "fig6": fig6, "population": pop, "table2": table2, "fig9": fig9, "clip": clip}
 
 
 #: The paper's network that each architecture of the book stands for (block numbering, Tables 3-7).
@@ -149,18 +181,20 @@ def family(arch: str) -> str:
 
 
 def finetune_unit(p: Profile, q: Mapping[str, Any], arch: str, method: str, name: str, *, block: int | None,
-                  per_class: int | None = None, layerwise: bool = False) -> Unit:
-    """One fine-tuning configuration of Chapter 5 (Tables 3-7, Figs. 10, 11, 14)."""
-    back = p.pretrained(arch)
+                  per_class: int | None = None, layerwise: bool = False, seed: int | None = None) -> Unit:
+    """One fine-tuning configuration of Chapter 5 (Tables 3-7, Figs. 10, 11, 14). ``seed`` (default: the
+    chapter's) seeds the source model of ``arch``, the training subset and the fine-tuning run alike."""
+    seed = int(q["seed"] if seed is None else seed)
+    back = p.pretrained(arch, seed=seed)
     per_class = q.get("ft_per_class") if per_class is None else per_class  # Tables 3-7: all (None) or a subset
-    subset = {"per_class": int(per_class), "seed": int(q["seed"])} if per_class is not None else None
+    subset = {"per_class": int(per_class), "seed": seed} if per_class is not None else None
     train = p.downstream(name, "train", back, subset=subset)
     fam = family(arch)
     return Unit("finetune", {
         "backbone": back, "method": method, "block": block if method in ("layer", "scl") else None,
         "num_classes": train["num_classes"], "train": train, "test": p.downstream(name, "test", back),
         "epochs": int(q["ft_epochs"]), "lr": float(q["ft_lr"][fam]), "weight_decay": float(q["ft_weight_decay"][fam]),
-        "batch_size": int(q["ft_batch_size"]), "seed": int(q["seed"]), "layerwise": layerwise,
+        "batch_size": int(q["ft_batch_size"]), "seed": seed, "layerwise": layerwise,
         "pool": "cls" if fam == "vit" else "avg"})
 
 
@@ -185,21 +219,32 @@ def chapter5(p: Profile, q: Mapping[str, Any]) -> Grid:
     # the TMLR version's sizes (Fig. 8 there); sizes shared with ft_sizes are the same units
     fig11_tmlr = {(m, n): finetune_unit(p, q, arch, m, name, block=table3_block(q, arch), per_class=n)
                   for n in q.get("ft_sizes_tmlr") or [] for m in q["ft_methods"]}
+    # Fig. 11's verdict: SCL FT and full FT at the two smallest sizes, replicated over ft_scarce_seeds (each seed
+    # its own source model, subset and fine-tuning run; the chapter's seed gives the fig11 units themselves)
+    smallest = sorted(q["ft_sizes"])[:2]
+    fig11_seeds = {(m, n, s): finetune_unit(p, q, arch, m, name, block=table3_block(q, arch), per_class=n, seed=s)
+                   for n in smallest for m in ("scl", "full") if m in q["ft_methods"]
+                   for s in q.get("ft_scarce_seeds") or [q["seed"]]}
     cells = Unit("param_percentages", {"cells": list(published.percentage_cells())})
     return {"percentages": {"cells": cells}, "table3": table3, "blocks": blocks, "fig11": fig11,
-            "fig11_tmlr": fig11_tmlr}
+            "fig11_tmlr": fig11_tmlr, "fig11_seeds": fig11_seeds}
 
 
 def chapter6(p: Profile, q: Mapping[str, Any]) -> Grid:
     seed = q["seed"]
-    candidates = {name: p.pretrained(name) for name in q["tf_hub"]}
-    candidates.update({f"{name} ({q['tf_short_epochs']} ep.)": p.pretrained(name, epochs=q["tf_short_epochs"])
+    candidates = population(p, q, q["tf_hub"])
+    # a model stopped after a few epochs, far from the terminal phase (the schedule's target is not applied)
+    candidates.update({f"{name} ({q['tf_short_epochs']} ep.)": p.pretrained(name, epochs=q["tf_short_epochs"],
+                                                                          until=None, seed=seed)
                        for name in q["tf_hub_short"]})
+    per_class = q.get("tf_pairwise_per_class")
+    share = {"scores": ["nleep", "parc"], "per_class": int(per_class), "seed": int(seed)} if per_class else None
     scores, truth = {}, {}
     for d in q["tf_datasets"]:
         for label, back in candidates.items():
             scores[(label, d)] = Unit("transfer_scores", {"backbone": back, "data": p.downstream(d, "train", back),
-                                                          "loader_batch": 64})
+                                                          "loader_batch": 64,
+                                                          **({"subsample": share} if share else {})})
             if not p.public_weights:  # public models: the published fine-tuning accuracies are the truth
                 truth[(label, d)] = probe(p, back, d, q["probe_epochs"], seed)
     return {"scores": scores, "truth": truth}

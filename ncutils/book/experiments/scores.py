@@ -8,7 +8,10 @@ and every baseline of :data:`FEATURE_SCORES` on the features; where the candidat
 predicted source classes (``None`` otherwise). A score undefined for the number of samples (N-LEEP needs
 five per class) is ``None``. NCTI itself normalises each term over all candidates, so
 chapters combine these per-candidate results with :func:`ncutils.transferability.ncti`.
-Config: ``backbone`` (backbone spec), ``data`` (dataset spec), ``loader_batch``.
+Config: ``backbone`` (backbone spec), ``data`` (dataset spec), ``loader_batch``, and optionally
+``subsample``: ``{"scores": [...], "per_class": n, "seed": s}`` computes the named scores (the costly ones:
+N-LEEP's Gaussian mixtures, PARC's N x N correlation) on a class-balanced share of ``n`` samples per class,
+drawn once with ``seed``, and every other score on all samples.
 """
 
 from __future__ import annotations
@@ -34,6 +37,15 @@ FEATURE_SCORES = {"logme": transferability.logme, "hscore": transferability.hsco
 _SAMPLES_PER_CLASS = {"nleep": 5}
 
 
+def _balanced_share(y: torch.Tensor, per_class: int, seed: int) -> torch.Tensor:
+    """Indices of at most ``per_class`` samples of every class of ``y``, drawn without replacement (sorted)."""
+    g = torch.Generator().manual_seed(int(seed))
+    y = y.cpu()
+    picks = [idx[torch.randperm(idx.numel(), generator=g)[:per_class]] for c in y.unique()
+             for idx in [torch.nonzero(y == c).flatten()]]
+    return torch.cat(picks).sort().values
+
+
 def _defined(name: str, n: int, k: int) -> bool:
     """Whether score ``name`` is defined for ``n`` samples of ``k`` classes (every score needs ``n > k``)."""
     return n > k and n >= _SAMPLES_PER_CLASS.get(name, 1) * k
@@ -48,10 +60,20 @@ def run_transfer_scores(cfg: Mapping[str, Any], ctx) -> dict:
     out = features.extract_features(enc, loader, (features.PENULTIMATE,), device=ctx.device, progress=ctx.progress)
     x, y = out[features.PENULTIMATE].float(), out["labels"].long()
     seli, ncc, vc = transferability.ncti_components(x, y)
-    n, k = int(x.shape[0]), int(y.unique().numel())
-    # a score undefined at this size (a dry run's few images) is recorded as None, never guessed
-    result = {"seli": seli, "ncc": ncc, "vc": vc,
-              **{name: score(x, y) if _defined(name, n, k) else None for name, score in FEATURE_SCORES.items()}}
+    k = int(y.unique().numel())
+    share = cfg.get("subsample") or {}
+    small = set(share.get("scores", ()))
+    unknown = small - set(FEATURE_SCORES)
+    if unknown:
+        raise ValueError(f"subsample names unknown scores {sorted(unknown)}; use some of {sorted(FEATURE_SCORES)}.")
+    if small:
+        idx = _balanced_share(y, int(share["per_class"]), int(share["seed"])).to(y.device)
+        xs, ys = x[idx], y[idx]
+    result = {"seli": seli, "ncc": ncc, "vc": vc}
+    for name, score in FEATURE_SCORES.items():
+        xx, yy = (xs, ys) if name in small else (x, y)
+        # a score undefined at this size (a dry run's few images) is recorded as None, never guessed
+        result[name] = score(xx, yy) if _defined(name, int(xx.shape[0]), k) else None
     if head is not None:
         with torch.inference_mode():
             logits = head.to(x.device)(x).double()

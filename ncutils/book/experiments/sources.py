@@ -14,12 +14,17 @@ and stores its weights with the result. Its configuration:
 ``schedule``      ``{"kind": "cosine"}`` (the paper's recipe) or ``{"kind": "step", "milestones": [...],
                   "gamma": 0.1}`` (the few-shot recipe of Table 2)
 ``nc_every``      measure the source NC1 every this many epochs (Fig. 3's curves), and after the last
+``until``         ``None``, or ``{"train_accuracy": a, "max_extra_epochs": k}``: after the schedule, train
+                  up to ``k`` more epochs at a quarter of ``lr`` (constant) until the training accuracy
+                  on the un-augmented source set reaches ``a`` percent (the terminal phase with margin,
+                  on any machine's float rounding)
 
 Result: ``history`` (per epoch: loss, training accuracy on the augmented batches, learning rate,
-source NC1 when measured), ``source_nc1`` (Eq. 4 on the un-augmented source training set, Table 1),
+source NC1 when measured; the epochs added by ``until`` are flagged ``extra``), ``extra_epochs``
+(how many), ``source_nc1`` (Eq. 4 on the un-augmented source training set, Table 1),
 ``train_accuracy`` (on the un-augmented source training set after training: the terminal-phase
-check; for SupCon, which has no classifier, the nearest-class-mean accuracy of the encoder's
-features), ``seconds``.
+check; for SupCon, which has no classifier, the accuracy of a linear classifier fitted to convergence
+on the encoder's frozen features), ``seconds``.
 """
 
 from __future__ import annotations
@@ -38,14 +43,36 @@ from ncutils.book.networks import build_net
 __all__ = ["run_pretrain"]
 
 
-def _nearest_mean_accuracy(encoder: nn.Module, loader, pre: nn.Module, device) -> float:
-    """Accuracy of the nearest class mean of the encoder's features (for SupCon, which has no classifier)."""
+def _linear_accuracy(encoder: nn.Module, loader, pre: nn.Module, device) -> float:
+    """Training accuracy of the best linear classifier of the encoder's frozen features (for SupCon, which has
+    no classifier): multinomial logistic regression on standardised features, fitted to convergence by L-BFGS
+    in float64 (a convex problem: the answer does not depend on a learning rate or on the data order)."""
     feats = features.extract_features(features.EncoderFeatures(encoder, pre), loader, ("feature",), device=device,
                                       progress=False)
-    x, y = feats["feature"].double(), feats["labels"]
-    means = torch.stack([x[y == c].mean(0) for c in range(int(y.max()) + 1)])
-    pred = torch.cdist(x, means).argmin(1)
+    x, y = feats["feature"].double().cpu(), feats["labels"].cpu()
+    x = (x - x.mean(0)) / x.std(0).clamp_min(1e-12)
+    k = int(y.max()) + 1
+    w = torch.zeros(x.shape[1] + 1, k, dtype=torch.float64, requires_grad=True)
+    xb = torch.cat([x, torch.ones(len(x), 1, dtype=torch.float64)], 1)
+    opt = torch.optim.LBFGS([w], lr=1.0, max_iter=500, tolerance_grad=1e-10, tolerance_change=1e-14,
+                            history_size=20, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = nn.functional.cross_entropy(xb @ w, y) + 1e-6 * w[:-1].pow(2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    pred = (xb @ w.detach()).argmax(1)
     return 100.0 * (pred == y).double().mean().item()
+
+
+def _train_accuracy(net, loader, device) -> float:
+    """Accuracy on the un-augmented source training set (the terminal-phase check)."""
+    if net.classifier is not None:
+        return training.evaluate(net, loader, device=device)["accuracy"]
+    return _linear_accuracy(net.encoder, loader, net.normalize, device)
 
 
 @kind("pretrain", stores_weights=True)
@@ -70,12 +97,22 @@ def run_pretrain(cfg: Mapping[str, Any], ctx) -> tuple[dict, nn.Module]:
         seed=cfg["seed"], batch_transform=batch_transform, adversarial_eps=cfg.get("adv_eps"),
         pgd_steps=cfg.get("pgd_steps") or 10, nc_loader=nc_loader, nc_every=cfg.get("nc_every") or cfg["epochs"],
         checkpoint=ctx.checkpoint_path(), progress=ctx.progress, device=ctx.device)
+    train_acc = _train_accuracy(net, nc_loader, ctx.device)
+    until, extra = cfg.get("until"), 0
+    while until and train_acc < until["train_accuracy"] and extra < until["max_extra_epochs"]:
+        # one more epoch at a constant quarter of the peak rate, seeded by its own number (a resumed run
+        # repeats it exactly), then the check again
+        extra += 1
+        more = pretrain.pretrain(
+            net, loader, loss=loss, epochs=1, lr=cfg["lr"] / 4, min_lr=cfg["lr"] / 4,
+            momentum=cfg.get("momentum", 0.9), weight_decay=cfg.get("weight_decay", 1e-4),
+            seed=cfg["seed"] + 7919 * extra, batch_transform=batch_transform, adversarial_eps=cfg.get("adv_eps"),
+            pgd_steps=cfg.get("pgd_steps") or 10, nc_loader=nc_loader, nc_every=1, progress=ctx.progress,
+            device=ctx.device)
+        history += [dict(r, epoch=len(history) + 1, extra=True) for r in more]
+        train_acc = _train_accuracy(net, nc_loader, ctx.device)
     source_nc1 = history[-1].get("nc1")
     if source_nc1 is None:
         source_nc1 = pretrain.source_nc1(net.encoder, nc_loader, normalize=net.normalize, device=ctx.device)
-    if net.classifier is not None:
-        train_acc = training.evaluate(net, nc_loader, device=ctx.device)["accuracy"]
-    else:
-        train_acc = _nearest_mean_accuracy(net.encoder, nc_loader, net.normalize, ctx.device)
-    result = {"history": history, "source_nc1": source_nc1, "train_accuracy": train_acc}
+    result = {"history": history, "source_nc1": source_nc1, "train_accuracy": train_acc, "extra_epochs": extra}
     return result, net.cpu()
