@@ -51,7 +51,9 @@ _CLAIMS = [
           "pre-training losses and projection heads, larger source NC1 goes with higher transfer accuracy.",
           "Section 3.1, Table 1", "source NC1 / transfer accuracy on Cifar-10: MSE 0.001 / 53.96, CE 0.771 / 71.20, "
           "SupCon + linear head 0.792 / 69.89, SupCon + MLP head 2.991 / 79.51",
-          "Two tests over the seed replicates of the four settings: (1) Spearman's correlation between source NC1 "
+          "Transfer accuracy is the mean linear-probe accuracy over the book's downstream sets (the paper: "
+          "Cifar-10). Two tests over the seed replicates of the four settings: (1) Spearman's correlation "
+          "between source NC1 "
           "and transfer accuracy over all models, with a bootstrap interval that resamples whole seeds, above 0; "
           "(2) the paired difference in transfer accuracy between the least collapsed setting (SupCon + MLP head) "
           "and the most collapsed one (MSE), with a t interval over seeds, above 0. Supported when both are; not "
@@ -62,7 +64,8 @@ _CLAIMS = [
           "Section 3.1, Fig. 3", "Fig. 3: for MSE, CE and SupCon, encoders trained with one to three projection "
           "layers have larger source NC1 and higher transfer accuracy than without a head",
           "For every head depth h ≥ 1 trained, two paired differences over seeds against the same loss without a "
-          "head: log(source NC1 (h) / NC1 (none)) above 0 and transfer accuracy (h) − (none) above 0 (t intervals). "
+          "head: log(source NC1 (h) / NC1 (none)) above 0 and transfer accuracy (h) − (none) above 0 (t intervals; "
+          "transfer accuracy: the mean linear-probe accuracy over the downstream sets). "
           "Supported when most tests come out as predicted and none against; not supported when most come out "
           "against.", regime=_TERMINAL_REGIME, chapter=3,
           deltas={'log NC1 ratio': 0.1, 'accuracy': 1.0}),
@@ -71,7 +74,8 @@ _CLAIMS = [
           "transfer worse.", "Section 3.1, Fig. 4", "Fig. 4: transfer accuracy on Cifar-10 first rises with source "
           "NC1, then falls for the most diverse models",
           "Among the Fig. 4 models in the terminal phase, ordered by source NC1, the best-transferring model must "
-          "be an interior one: its accuracy minus that of the least collapsed model (largest NC1) above 0, and "
+          "be an interior one (transfer accuracy: the mean over the downstream sets): its accuracy minus that of "
+          "the least collapsed model (largest NC1) above 0, and "
           "minus that of the most collapsed model above 0, each with an interval that adds the test-sample "
           "(binomial) error and the seed spread of Table 1's CE models. Needs at least three models in the "
           "regime spanning the NC1 range; otherwise inconclusive.", regime=_TERMINAL_REGIME, chapter=3,
