@@ -117,7 +117,8 @@ def chapter2(p: Profile, q: Mapping[str, Any]) -> Grid:
 def chapter3(p: Profile, q: Mapping[str, Any]) -> Grid:
     """Table 1 over the seeds ``pt_seeds``, Fig. 3 over ``pt_fig_seeds``, Fig. 4 at ``seed``; every model
     probed on every downstream set, and the randomly initialised encoders (Section 3.1, after Fig. 4)."""
-    target, arch = p.downstream_names[0], q["pt_arch"]
+    sets = list(q.get("pt_transfer_sets") or p.downstream_names)  # transfer accuracy: the mean over these sets
+    target, arch = sets[0], q["pt_arch"]
     table1 = {(name, s): p.source_model(arch, loss=loss, head_layers=h, seed=s)
               for s in q["pt_seeds"] for name, (loss, h) in TABLE1_SETTINGS.items()}
     fig3 = {(loss, h, s): p.source_model(p.fig4["arch"], loss=loss, head_layers=h, seed=s)
@@ -128,7 +129,7 @@ def chapter3(p: Profile, q: Mapping[str, Any]) -> Grid:
     probes = {k: probe(p, {"source": m}, target, q["probe_epochs"], q["seed"]) for k, m in models_.items()}
     # transfer is measured on every downstream set (the first above; the others here, shared with Chapter 4's probes)
     transfer = {(*k, d): probe(p, {"source": m}, d, q["probe_epochs"], q["seed"]) for k, m in models_.items()
-                for d in p.downstream_names[1:]}
+                for d in sets[1:]}
     # randomly initialised encoders of Table 1's network, one per seed of pt_random_seeds (cheap: no training)
     random = {s: probe(p, p.random_encoder(arch, seed=s), target, q["probe_epochs"], q["seed"])
               for s in q.get("pt_random_seeds") or [q["seed"]]}
