@@ -113,3 +113,13 @@ def test_a_replicate_redraws_the_seed_of_every_unit(number):
     assert seeded and all(u.config["seed"] >= parameters.REPLICATE_STRIDE for u in seeded), \
         sorted({(u.kind, u.config["seed"]) for u in seeded if u.config["seed"] < parameters.REPLICATE_STRIDE})
     assert not ({u.key for u in seeded} & {u.key for u in base})
+
+
+def test_chapter_three_transfers_to_every_set_with_chapter_fours_probes():
+    """Table 1 and Figs. 3-4 read the mean probe accuracy over the downstream sets: the extra probes are Chapter 4's
+    (no unit of their own in the whole book); the paper profile transfers to Cifar-10 alone, as the paper does."""
+    g3, g4 = grids.grid(3, _params("cpu", 3)), grids.grid(4, _params("cpu", 4))
+    extra = {u.key for u in g3["transfer"].values()}
+    assert len(extra) == len({u.key for u in g3["probes"].values()}) * (len(profiles.get("cpu").downstream_names) - 1)
+    assert extra <= {u.key for group in ("fig5", "population") for u in g4[group].values()}
+    assert not grids.grid(3, _params("paper", 3))["transfer"]
