@@ -60,7 +60,7 @@ def figure(ncols: int = 1, nrows: int = 1, *, width: float = 3.2, height: float 
 def log_major_only(ax, axis: str = "both") -> None:
     """On the log-scaled axes of ``ax`` (``"x"``, ``"y"`` or ``"both"``), label the major ticks (powers of ten)
     only: the minor labels that matplotlib adds to a short log range collide."""
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+    from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
     for name in ("x", "y") if axis == "both" else (axis,):
         a = ax.xaxis if name == "x" else ax.yaxis
@@ -68,9 +68,11 @@ def log_major_only(ax, axis: str = "both") -> None:
             continue
         lo, hi = sorted(ax.get_xlim() if name == "x" else ax.get_ylim())
         a.set_minor_formatter(NullFormatter())
-        if lo > 0 and hi / lo < 10:  # less than a decade: few powers of ten inside, label 1-2-3-5-7 plainly
-            a.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 3.0, 5.0, 7.0)))
+        if lo > 0 and hi / lo < 10:  # less than a decade: a few evenly spaced ticks, labelled plainly
+            a.set_major_locator(MaxNLocator(nbins=3, min_n_ticks=2))
             a.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:.3g}"))
+        else:
+            a.set_major_locator(LogLocator(base=10, numticks=6))
 
 
 def legend_outside(ax, **kw) -> None:
@@ -95,7 +97,7 @@ def integer_ticks(ax, axis: str = "x") -> None:
     """Ticks at whole numbers only on ``axis`` of ``ax`` (counts: epochs, layers, samples)."""
     from matplotlib.ticker import MaxNLocator
 
-    (ax.xaxis if axis == "x" else ax.yaxis).set_major_locator(MaxNLocator(integer=True))
+    (ax.xaxis if axis == "x" else ax.yaxis).set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
 
 
 def _texts(fig) -> list:
@@ -109,8 +111,11 @@ def _texts(fig) -> list:
     for ax in fig.axes:
         if not ax.get_visible():
             continue
-        out += [ax.title, ax._left_title, ax._right_title, ax.xaxis.label, ax.yaxis.label]
+        out += [ax.title, ax._left_title, ax._right_title]
         for axis in (ax.xaxis, ax.yaxis):
+            if not axis.get_visible():  # e.g. the shared axis of a twin
+                continue
+            out.append(axis.label)
             try:
                 ticks = axis._update_ticks()  # the ticks in view: the only ones drawn
             except AttributeError:  # pragma: no cover - older matplotlib
