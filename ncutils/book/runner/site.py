@@ -147,6 +147,17 @@ def _normalised(test: dict) -> tuple[float, float, float, str]:
     return f[0], lo, hi, "δ" if test.get("delta") else "threshold"
 
 
+#: Short names of the claims for the forest plot's rows (the claims themselves: :mod:`ncutils.book.claims`).
+SHORT = {"nc1_metric": "NC1 measures collapse (Eq. 4)", "surrogates": "CDNV, rank order like NC1 (App. A)",
+         "progressive": "NC1 falls layer by layer (Fig. 2)", "table1": "less source collapse transfers (Table 1)",
+         "fig3_heads": "projection heads help (Fig. 3)", "fig4_threshold": "only up to a threshold (Fig. 4)",
+         "random_features": "random features transfer poorly",
+         "fig5_downstream": "downstream collapse helps (Figs. 5-6)",
+         "table2_fewshot": "few-shot follows NC1 (Table 2)", "fig9_layers": "collapsed layers probe better (Fig. 9)",
+         "fig10_depth": "deeper block, better (Fig. 10)", "table3_layer": "Layer FT beats probing (Table 3)",
+         "table3_scl": "SCL FT ≥ Layer FT, ~ full FT (Table 3)", "parameters": "≥ 70% fewer parameters (Table 3)",
+         "fig11_scarce": "scarce data: SCL FT holds (Fig. 11)", "ncti_rank": "NCTI ranks best (NCTI Table 1)"}
+
 _COLOUR = {"supported": "#1a7f37", "not supported": "#c62828", "inconclusive": "#b08800", "not run": "#6e7781"}
 
 
@@ -272,13 +283,13 @@ def claims_page(profile: str, chapters: list[tuple[str, str, dict | None]],
         if replicates:
             cell.append("; ".join(f"{label}: {r.get(claim.key, 'not run')}" for label, r in replicates.items()))
         body.append("| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cell) + " |")
-        rows.append((f"{claim.key} ({claim.where.split(',')[0].split(';')[0]})", outcome, test, out_of_regime))
+        rows.append((SHORT.get(claim.key, claim.where), outcome, test, out_of_regime))
     # the details of every claim, folded, after the tables
     body += ["", "## The claims in full", "",
              "The paper's words, what it printed, and every test of the rule in this build."]
     for claim in CLAIMS.values():
         v = judged.get(claim.key, (None, None))[1]
-        body += ["", f":::{{admonition}} {claim.key}: {claim.where}", ":class: dropdown", "",
+        body += ["", f":::{{admonition}} {SHORT.get(claim.key, claim.key)}: {claim.where}", ":class: dropdown", "",
                  f"{claim.text}", "", f"**Paper:** {claim.paper}", ""]
         if v is None:
             body += ["Not run in this build.", ":::"]
