@@ -157,3 +157,10 @@ def test_the_claims_page_reads_at_a_glance(site):
     assert not re.search(r"(\S+) \[\1, \1\]", text), "a degenerate interval printed as an interval"
     for nb in NOTEBOOKS:  # every chapter's claims link to the chapter
         assert page.select_one(f'a[href^="{nb.stem}.html"]'), nb.stem
+
+
+def test_every_claim_has_a_short_name():
+    from ncutils.book.claim_names import SHORT
+    from ncutils.book.claims import CLAIMS
+
+    assert set(SHORT) == set(CLAIMS)

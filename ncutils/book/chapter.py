@@ -223,16 +223,18 @@ class Chapter:
         verdicts = self._record["results"].get("verdicts") or []
         if not verdicts:
             return "It tests no claim of the paper by a rule; the figures and tables below show what it measured."
+        from ncutils.book.claim_names import SHORT
+
         parts = []
         for v in verdicts:
-            where = v["claim"]["where"].split(";")[0]
+            name = SHORT.get(v["claim"]["key"], v["claim"]["where"].split(";")[0])
             outcome = v["outcome"]
             if v.get("regime_met") is False:
                 outcome += " (not in the claim's regime)"
-            parts.append(f"{where}: **{outcome}**")
-        n = len(verdicts)
-        return (f"Of the {n} claim{'s' if n > 1 else ''} it tests, the verdicts in this build are: "
-                + "; ".join(parts) + ".")
+            parts.append(f"{name}: **{outcome}**")
+        if len(verdicts) == 1:
+            return f"It tests one claim of the paper; in this build: {parts[0]}."
+        return f"Of the {len(verdicts)} claims it tests, the verdicts in this build are: " + "; ".join(parts) + "."
 
     def glue_findings(self) -> None:
         """Glue :meth:`findings` as ``ch<N>_findings`` (Markdown) for the summary at the top of the chapter."""

@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ncutils.book.claim_names import SHORT
 from ncutils.book.runner.chapters import chapter_number, chapter_title
 
 __all__ = ["Record", "build_book", "machine", "stage"]
@@ -146,17 +147,6 @@ def _normalised(test: dict) -> tuple[float, float, float, str]:
     lo, hi = sorted(f[1:]) if _finite(*f[1:]) else (math.nan, math.nan)
     return f[0], lo, hi, "δ" if test.get("delta") else "threshold"
 
-
-#: Short names of the claims for the forest plot's rows (the claims themselves: :mod:`ncutils.book.claims`).
-SHORT = {"nc1_metric": "NC1 measures collapse (Eq. 4)", "surrogates": "CDNV, rank order like NC1 (App. A)",
-         "progressive": "NC1 falls layer by layer (Fig. 2)", "table1": "less source collapse transfers (Table 1)",
-         "fig3_heads": "projection heads help (Fig. 3)", "fig4_threshold": "only up to a threshold (Fig. 4)",
-         "random_features": "random features transfer poorly",
-         "fig5_downstream": "downstream collapse helps (Figs. 5-6)",
-         "table2_fewshot": "few-shot follows NC1 (Table 2)", "fig9_layers": "collapsed layers probe better (Fig. 9)",
-         "fig10_depth": "deeper block, better (Fig. 10)", "table3_layer": "Layer FT beats probing (Table 3)",
-         "table3_scl": "SCL FT ≥ Layer FT, ~ full FT (Table 3)", "parameters": "≥ 70% fewer parameters (Table 3)",
-         "fig11_scarce": "scarce data: SCL FT holds (Fig. 11)", "ncti_rank": "NCTI ranks best (NCTI Table 1)"}
 
 _COLOUR = {"supported": "#1a7f37", "not supported": "#c62828", "inconclusive": "#b08800", "not run": "#6e7781"}
 
