@@ -134,7 +134,7 @@ _CLAIMS = [
     Claim("table3_scl", "SCL FT outperforms Layer FT and achieves comparable or better results than full "
           "fine-tuning on various datasets.", "Section 3.3, Table 3",
           "Table 3: SCL FT ≥ Layer FT in 12 of 13 cells (ViT-B on FGVC-Aircraft: 65.80 vs 65.83); against full FT, "
-          "SCL FT is above it on Cifar-10, DTD and Oxford-IIIT-Pet for every network and on FGVC-Aircraft for ViT-B "
+          "SCL FT is above it in every Cifar-10, DTD and Oxford-IIIT-Pet cell and on FGVC-Aircraft for ViT-B "
           "(65.80 vs 64.66), only 0.56 below it for ResNet50 on Cifar-100, and 4.30 (ResNet18, Cifar-100) to 10.05 "
           "points (ResNet50, FGVC-Aircraft) below it in the other three cells",
           "For every (network, dataset), two tests with binomial intervals over test samples: SCL FT − Layer FT "
