@@ -285,5 +285,6 @@ def test_the_claims_page_shows_delta_power_and_the_other_replicates():
     page = claims_page("cpu-replicate-1", [("05_finetuning", "5. Fine-tuning", record)],
                        {"cpu": {"table3_layer": "supported"}, "cpu-replicate-2": {"table3_layer": "not supported"}})
     row = next(line for line in page.splitlines() if line.startswith(f"| {CLAIMS['table3_layer'].text[:30]}"))
-    assert "(δ 1, power 2.1)" in row and "**supported**" in row
+    assert "(δ 1, power 2.1)" in row and 'class="verdict verdict-supported">supported<' in row
+    assert "2 [0.5, 3.5]" in row and "↑ predicted side of 0; as predicted" in row
     assert row.endswith("cpu: supported; cpu-replicate-2: not supported |") and "other replicates" in page

@@ -219,6 +219,31 @@ class Chapter:
             atomic_write(self.path, json.dumps(self._record, indent=1))
 
     # ---- text
+    def findings(self) -> str:
+        """What the chapter found, in one sentence built from its verdicts (Markdown), for its opening summary."""
+        verdicts = self._record["results"].get("verdicts") or []
+        if not verdicts:
+            return "It tests no claim of the paper by a rule; the figures and tables below show what it measured."
+        from ncutils.book.claim_names import SHORT
+
+        parts = []
+        for v in verdicts:
+            name = SHORT.get(v["claim"]["key"], v["claim"]["where"].split(";")[0])
+            outcome = v["outcome"]
+            if v.get("regime_met") is False:
+                outcome += " (not in the claim's regime)"
+            parts.append(f"{name}: **{outcome}**")
+        if len(verdicts) == 1:
+            return f"It tests one claim of the paper; in this build: {parts[0]}."
+        return f"Of the {len(verdicts)} claims it tests, the verdicts in this build are: " + "; ".join(parts) + "."
+
+    def glue_findings(self) -> None:
+        """Glue :meth:`findings` as ``ch<N>_findings`` (Markdown) for the summary at the top of the chapter."""
+        from IPython.display import Markdown
+        from myst_nb import glue
+
+        glue(f"ch{self.number}_findings", Markdown(self.findings()), display=False)
+
     def title(self, name: str) -> str:
         """The human-readable name of dataset ``name`` in this profile."""
         return self.profile.title(name)

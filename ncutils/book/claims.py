@@ -130,15 +130,19 @@ _CLAIMS = [
           deltas={'fraction': 0.1}),
     Claim("table3_layer", "Fine-tuning one intermediate layer (Layer FT) gives substantial gains over linear "
           "probing on a variety of datasets.", "Section 3.3, Table 3",
-          "Table 3: Layer FT beats linear probing on every dataset and network, by 2 to 40 points",
+          "Table 3: Layer FT beats linear probing in 12 of its 13 cells, by 0.14 (ResNet50, Oxford-IIIT-Pet) to 28.42 "
+          "points (ResNet18, FGVC-Aircraft); the gains on Oxford-IIIT-Pet are small (0.14-1.64 points), and for "
+          "ResNet50 on DTD Layer FT is below linear probing (67.66 vs 68.46)",
           "For every (network, dataset): accuracy (Layer FT) − accuracy (linear probe) with a binomial interval over "
           "test samples, above 0. Supported when most cells come out as predicted and none against; not supported "
           "when most come out against.", chapter=5,
           deltas={'accuracy': 1.0}),
     Claim("table3_scl", "SCL FT outperforms Layer FT and achieves comparable or better results than full "
           "fine-tuning on various datasets.", "Section 3.3, Table 3",
-          "Table 3: SCL FT ≥ Layer FT in most cells; within about a point of full FT or above it on Cifar-10, DTD "
-          "and Pets, 4-10 points below it on Cifar-100 and FGVC-Aircraft",
+          "Table 3: SCL FT ≥ Layer FT in 12 of 13 cells (ViT-B on FGVC-Aircraft: 65.80 vs 65.83); against full FT, "
+          "SCL FT is above it in every Cifar-10, DTD and Oxford-IIIT-Pet cell and on FGVC-Aircraft for ViT-B "
+          "(65.80 vs 64.66), only 0.56 below it for ResNet50 on Cifar-100, and 4.30 (ResNet18, Cifar-100) to 10.05 "
+          "points (ResNet50, FGVC-Aircraft) below it in the other three cells",
           "For every (network, dataset), two tests with binomial intervals over test samples: SCL FT − Layer FT "
           "above 0, and SCL FT − full FT comparable or better (above −δ, δ = 3 points). As the paper qualifies "
           "the claim "

@@ -285,7 +285,7 @@ def layerwise_transfer() -> Figure:
         clf = _box(ax, pool.right[0] + 0.62 + 0.62, yb, 1.24, 0.44, "new linear\nclassifier", "train",
                    fontsize=7.5)
         _arrow(ax, pool.right, clf.left)
-        ax.text((pool.right[0] + clf.left[0]) / 2, yb + 0.05, "$\\mathcal{NC}_1$ (Fig. 9)", ha="center",
+        ax.text((pool.right[0] + clf.left[0]) / 2, yb + 0.05, "$\\mathcal{NC}_1$ here", ha="center",
                 va="bottom", fontsize=6.5, color="#444444")
         _arrow(ax, clf.right, (clf.right[0] + 0.28, yb))
         ax.text(clf.right[0] + 0.33, yb, "downstream\nprediction $\\hat y$", ha="left", va="center",

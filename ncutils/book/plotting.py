@@ -7,6 +7,7 @@ state the scale they ran at with :func:`scale_note`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 import matplotlib.pyplot as plt
@@ -14,38 +15,169 @@ from IPython.display import Markdown
 
 from ncutils.book.runner import dryrun
 
-__all__ = ["figure", "glue_figure", "scale_note", "style"]
+__all__ = ["COLUMN_WIDTH", "DPI", "figure", "figure_legend", "glue_figure", "integer_ticks", "legend_outside",
+           "log_major_only", "scale_note", "style", "text_overlaps"]
+
+#: Resolution of every figure of the book (the PNG's pixels per inch).
+DPI = 200
+#: The widest figure, in inches, that the page shows at full size: a figure is scaled to the text column
+#: (about 720 px), so at this width 9-pt text stays at least 9 pt on the page.
+COLUMN_WIDTH = 7.2
+#: Most panels side by side; more wrap onto further rows.
+MAX_COLUMNS = 3
 
 
 def style() -> None:
-    """The book's matplotlib defaults."""
+    """The book's matplotlib defaults: one style for every figure (dpi 200, constrained layout, 9-pt text)."""
     plt.rcParams.update({
-        "figure.dpi": 110, "savefig.dpi": 110, "font.size": 9, "axes.titlesize": 9,
-        "axes.labelsize": 9, "legend.fontsize": 8, "axes.spines.top": False,
-        "axes.spines.right": False, "axes.grid": True, "grid.alpha": 0.3,
+        "figure.dpi": DPI, "savefig.dpi": DPI, "savefig.bbox": "tight",
+        "font.size": 9, "axes.titlesize": 9, "axes.labelsize": 9, "xtick.labelsize": 9, "ytick.labelsize": 9,
+        "legend.fontsize": 9, "figure.titlesize": 9, "axes.spines.top": False,
+        "axes.spines.right": False, "axes.grid": True, "grid.alpha": 0.3, "legend.frameon": False,
     })
 
 
 def figure(ncols: int = 1, nrows: int = 1, *, width: float = 3.2, height: float = 2.6, **kw):
-    """``plt.subplots`` sized per panel; returns ``(fig, axes)`` with axes always a flat array."""
+    """``plt.subplots`` sized per panel, in constrained layout; returns ``(fig, axes)`` with axes a flat array.
+
+    A figure never gets wider than :data:`COLUMN_WIDTH` (panels narrow to fit, so that text keeps its size on
+    the page), and a single row of more than :data:`MAX_COLUMNS` panels wraps onto further rows (the axes
+    returned are still the ``ncols`` panels, in order).
+    """
+    n = ncols * nrows
+    if nrows == 1 and ncols > MAX_COLUMNS:
+        ncols, nrows = MAX_COLUMNS, -(-ncols // MAX_COLUMNS)
+    if width * ncols > COLUMN_WIDTH:
+        width = COLUMN_WIDTH / ncols
+    kw.setdefault("layout", "constrained")
     fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False, **kw)
-    return fig, axes.ravel()
+    axes = axes.ravel()
+    for ax in axes[n:]:
+        fig.delaxes(ax)
+    return fig, axes[:n]
 
 
-def glue_figure(name: str, fig, *, dpi: int = 110) -> None:
+def log_major_only(ax, axis: str = "both") -> None:
+    """On the log-scaled axes of ``ax`` (``"x"``, ``"y"`` or ``"both"``), label the major ticks (powers of ten)
+    only: the minor labels that matplotlib adds to a short log range collide."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
+
+    for name in ("x", "y") if axis == "both" else (axis,):
+        a = ax.xaxis if name == "x" else ax.yaxis
+        if a.get_scale() != "log":
+            continue
+        lo, hi = sorted(ax.get_xlim() if name == "x" else ax.get_ylim())
+        a.set_minor_formatter(NullFormatter())
+        if lo > 0 and hi / lo < 10:  # less than a decade: a few evenly spaced ticks, labelled plainly
+            a.set_major_locator(MaxNLocator(nbins=3, min_n_ticks=2))
+            a.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:.3g}"))
+        else:
+            a.set_major_locator(LogLocator(base=10, numticks=6))
+
+
+def legend_outside(ax, **kw) -> None:
+    """The legend of ``ax`` to the right of its panel, off the data (constrained layout makes room for it)."""
+    kw = {"loc": "upper left", "bbox_to_anchor": (1.02, 1.0), "borderaxespad": 0.0, **kw}
+    ax.legend(**kw)
+
+
+def figure_legend(fig, axes=None, *, ncols: int | None = None, **kw) -> None:
+    """One legend for the whole figure, below the panels: the distinct labels of ``axes`` (default: all)."""
+    handles: dict = {}
+    for ax in (fig.axes if axes is None else axes):
+        for h, label in zip(*ax.get_legend_handles_labels()):
+            if not label.startswith("_"):
+                handles.setdefault(label, h)
+    if handles:
+        fig.legend(list(handles.values()), list(handles), loc="outside lower center",
+                   ncols=ncols or min(len(handles), 4), **kw)
+
+
+def integer_ticks(ax, axis: str = "x") -> None:
+    """Ticks at whole numbers only on ``axis`` of ``ax`` (counts: epochs, layers, samples)."""
+    from matplotlib.ticker import MaxNLocator
+
+    (ax.xaxis if axis == "x" else ax.yaxis).set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+
+
+def _texts(fig) -> list:
+    """The visible, non-empty texts of ``fig`` that must not overlap: titles, axis labels, the tick labels
+    matplotlib draws, annotations and the figure's own texts."""
+    from matplotlib.text import Text
+
+    out = list(fig.texts)
+    if getattr(fig, "_suptitle", None) is not None:
+        out.append(fig._suptitle)
+    for ax in fig.axes:
+        if not ax.get_visible():
+            continue
+        out += [ax.title, ax._left_title, ax._right_title]
+        for axis in (ax.xaxis, ax.yaxis):
+            if not axis.get_visible():  # e.g. the shared axis of a twin
+                continue
+            out.append(axis.label)
+            try:
+                ticks = axis._update_ticks()  # the ticks in view: the only ones drawn
+            except AttributeError:  # pragma: no cover - older matplotlib
+                ticks = axis.get_major_ticks()
+            for tick in ticks:
+                if tick.get_visible():
+                    out += [tick.label1, tick.label2]
+        out += [c for c in ax.get_children() if isinstance(c, Text)]
+    return [t for t in dict.fromkeys(out) if t.get_visible() and t.get_text().strip()]
+
+
+def text_overlaps(fig, *, tolerance: float = 1.0) -> list[tuple[str, str]]:
+    """The pairs of texts of ``fig`` (titles, axis and tick labels, annotations, whole legends) whose boxes
+    overlap after drawing by more than ``tolerance`` pixels each way: ``[(text, text), ...]``; empty when
+    every text can be read."""
+    if not hasattr(fig.canvas, "get_renderer"):  # a bare Figure (the diagrams): draw it with Agg
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+        FigureCanvasAgg(fig)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    boxes = []
+    for t in _texts(fig):
+        try:
+            bb = t.get_window_extent(renderer)
+        except (RuntimeError, ValueError):
+            continue
+        boxes.append((t.get_text(), bb))
+    for ax in fig.axes:
+        leg = ax.get_legend()
+        if leg is not None and leg.get_visible():
+            boxes.append(("(legend)", leg.get_window_extent(renderer)))
+    boxes = [(n, bb) for n, bb in boxes if bb.width > 0 and bb.height > 0 and all(map(math.isfinite, bb.extents))]
+    out = []
+    for i, (a, ba) in enumerate(boxes):
+        for b, bb in boxes[i + 1:]:
+            w = min(ba.x1, bb.x1) - max(ba.x0, bb.x0)
+            h = min(ba.y1, bb.y1) - max(ba.y0, bb.y0)
+            if w > tolerance and h > tolerance:
+                out.append((a, b))
+    return out
+
+
+def glue_figure(name: str, fig, *, dpi: int = DPI) -> None:
     """Glue ``fig`` under ``name`` as a PNG (for a ``{glue:figure}`` directive) and close it.
 
     The PNG is rendered here, so a bare :class:`~matplotlib.figure.Figure` made without pyplot (the
-    diagrams of :mod:`ncutils.book.diagrams`) is glued as an image whatever the notebook's backend.
+    diagrams of :mod:`ncutils.book.diagrams`) is glued as an image whatever the notebook's backend. The texts
+    that overlap (:func:`text_overlaps`) are recorded in the image's metadata (``ncbook_overlaps``), where
+    the book's tests look for them.
     """
     import io
 
     from IPython.display import Image
     from myst_nb import glue
 
+    for ax in fig.axes:
+        log_major_only(ax)
+    overlaps = text_overlaps(fig)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
-    glue(name, Image(buf.getvalue()), display=False)
+    glue(name, Image(buf.getvalue(), metadata={"ncbook_overlaps": [list(p) for p in overlaps]}), display=False)
     plt.close(fig)
 
 
@@ -57,7 +189,7 @@ def _short(value) -> str:
 def parameter_table(overrides: Mapping[str, tuple]) -> str:
     """A Markdown table of the parameters a run changed: name, value in this run, notebook default."""
     if not overrides:
-        return "It ran with the notebook's default parameters."
+        return ""
     rows = "\n".join(f"| `{k}` | `{_short(v)}` | `{_short(d)}` |" for k, (v, d) in sorted(overrides.items()))
     return ("Parameters this run changed from the notebook's defaults:\n\n| parameter | this run | default |\n"
             f"|---|---|---|\n{rows}")
@@ -73,7 +205,8 @@ def scale_note(profile, details: str = "", *, dry_run: bool | str = False, overr
     if profile.name != "paper":
         text += (" The paper's numbers are shown beside ours; they come from far larger models and "
                  "datasets, so compare trends, not values.")
-    note = f":::{{note}}\n{text}\n\n{parameter_table(overrides or {})}\n:::"
+    table = parameter_table(overrides or {})
+    note = f":::{{note}}\n{text}" + (f"\n\n{table}" if table else "") + "\n:::"
     if dry_run:
         note = (":::{warning}\nThis is a **dry run**: every number on this page was computed on synthetic "
                 "stand-ins for the datasets, with random weights and one or two optimisation steps per "

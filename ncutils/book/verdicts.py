@@ -29,7 +29,7 @@ Three outcomes:
 ``not supported``
     the run is in the regime and the tests contradict the claim;
 ``inconclusive``
-    the regime's precondition fails (e.g. a source model below 99% training accuracy), or the
+    the regime's precondition fails (e.g. a source model below 99.5% training accuracy), or the
     intervals are too wide to decide: this run cannot tell (its power says what it could have seen).
 """
 
@@ -169,7 +169,11 @@ class Check:
         rule = f"{side} {self.threshold - self.sign * (self.delta or 0):g}, comparable or better" \
             if self.comparable else f"{side} {self.threshold:g}"
         extra = "" if self.delta is None else f", δ = {self.delta:g}, power {self.power:.2g}"
-        return f"{self.name} = {self.estimate} (predicted {rule}{extra}; {mark})"
+        e = self.estimate
+        exact = math.isfinite(e.low) and math.isfinite(e.high) and math.isclose(e.low, e.high, rel_tol=1e-9,
+                                                                                abs_tol=1e-12)
+        shown = f"{e.value:.3g} (exact)" if exact else str(e)  # a zero-width interval is no interval
+        return f"{self.name} = {shown} (predicted {rule}{extra}; {mark})"
 
 
 def check(name: str, estimate: Estimate, sign: int, threshold: float = 0.0, *, measure: str | None = None,

@@ -8,6 +8,7 @@ with Jupyter Book 1.x (execution off, warnings as errors) into ``_build/<profile
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import re
@@ -18,6 +19,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ncutils.book.claim_names import SHORT
 from ncutils.book.runner.chapters import chapter_number, chapter_title
 
 __all__ = ["Record", "build_book", "machine", "stage"]
@@ -99,9 +101,117 @@ def _effect(test: dict) -> str:
     return f" (δ {test['delta']:g}, power {power:.2g})" if power is not None else f" (δ {test['delta']:g})"
 
 
+#: The claims page's verdict badges (CSS classes of ``book/_static/ncbook.css``).
+_BADGE = {"supported": "verdict-supported", "not supported": "verdict-not-supported",
+          "inconclusive": "verdict-inconclusive", "not run": "verdict-not-run"}
+
+
+def _badge(outcome: str) -> str:
+    return f'<span class="verdict {_BADGE.get(outcome, "verdict-not-run")}">{outcome}</span>'
+
+
+def _finite(*xs) -> bool:
+    return all(isinstance(x, (int, float)) and math.isfinite(x) for x in xs)
+
+
+def _statistic(test: dict) -> str:
+    """A test's estimate with its 95% interval, or "(exact)" when the interval is a point or undefined."""
+    v, lo, hi = test.get("value"), test.get("low"), test.get("high")
+    if not _finite(v):
+        return "not computed"
+    if not _finite(lo, hi):
+        return f"{v:.3g} (no interval: too few points)"
+    if math.isclose(lo, hi, rel_tol=1e-9, abs_tol=1e-12):  # exact, or no spread over the replicates
+        return f"{v:.3g} (exact)"
+    return f"{v:.3g} [{lo:.3g}, {hi:.3g}]"
+
+
+def _direction(test: dict) -> str:
+    """Which way the estimate went, relative to the threshold and the predicted side, whatever the verdict."""
+    v, t, sign = test.get("value"), test.get("threshold", 0.0), test.get("sign", 1)
+    if not _finite(v):
+        return "no estimate"
+    side = "predicted" if (v - t) * sign > 0 else "other"
+    arrow = "↑" if v > t else "↓" if v < t else "="
+    decided = {1: "as predicted", -1: "against", 0: "undecided"}.get(test.get("direction"), "")
+    return f"{arrow} {side} side of {t:g}" + (f"; {decided}" if decided else "")
+
+
+def _normalised(test: dict) -> tuple[float, float, float, str]:
+    """``(estimate, low, high, unit)`` of a test on the forest plot's common scale: the distance from the
+    threshold in the predicted direction, in units of δ (or of the threshold's size when the test has no δ)."""
+    t, sign = test.get("threshold", 0.0) or 0.0, test.get("sign", 1)
+    unit = test.get("delta") or (abs(t) if t else 1.0)
+    f = [(x - t) * sign / unit if _finite(x) else math.nan
+         for x in (test.get("value"), test.get("low"), test.get("high"))]
+    lo, hi = sorted(f[1:]) if _finite(*f[1:]) else (math.nan, math.nan)
+    return f[0], lo, hi, "δ" if test.get("delta") else "threshold"
+
+
+_COLOUR = {"supported": "#1a7f37", "not supported": "#c62828", "inconclusive": "#b08800", "not run": "#6e7781"}
+
+
+def forest_plot(rows: list[tuple[str, str, dict | None, bool]], path: Path) -> None:
+    """The claims page's forest plot: one row per claim (``(label, outcome, headline test or None, regime not
+    met)``), its estimate and 95% interval on a common scale, coloured by verdict, written as PNG to ``path``."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+
+    lim = 4.0
+    fig = Figure(figsize=(7.2, 0.3 * len(rows) + 1.5), dpi=200, layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.axvspan(-lim - 1, 0, color="0.95", zorder=0)
+    ax.axvline(0, color="0.3", lw=1, zorder=1)
+    ax.axvline(1, color="0.5", lw=0.8, ls="--", zorder=1)
+    for i, (_label, outcome, test, out_of_regime) in enumerate(rows):
+        y = len(rows) - 1 - i
+        colour = _COLOUR.get(outcome, "#6e7781")
+        if test is None:
+            ax.text(0.05, y, "not run" if outcome == "not run" else
+                    "no test computed" + (": not in the regime" if out_of_regime else ""),
+                    va="center", fontsize=8, color=colour)
+            continue
+        v, lo, hi, _unit = _normalised(test)
+        if _finite(lo, hi) and lo != hi:
+            ax.plot([max(lo, -lim), min(hi, lim)], [y, y], color=colour, lw=2, solid_capstyle="butt")
+            for end, x in ((lo, -lim), (hi, lim)):
+                if (end < -lim and x < 0) or (end > lim and x > 0):
+                    ax.annotate("", (x, y), (x - 0.35 * (1 if x > 0 else -1), y),
+                                arrowprops={"arrowstyle": "->", "color": colour, "lw": 1.5})
+        if _finite(v):
+            ax.plot([min(max(v, -lim), lim)], [y], "o", ms=6, color=colour if not out_of_regime else "white",
+                    mec=colour, mew=1.5, zorder=3)
+    ax.set(yticks=range(len(rows)), yticklabels=[r[0] for r in reversed(rows)], xlim=(-lim - 0.3, lim + 0.3),
+           ylim=(-0.7, len(rows) - 0.3),
+           xlabel="estimate − threshold, in units of δ (the smallest effect that matters); right = the predicted "
+           "direction\n(checks without δ: in units of the threshold; bars: 95% intervals, arrows: off the scale)")
+    ax.grid(axis="y", visible=False)
+    ax.tick_params(axis="y", length=0)
+    handles = [Line2D([], [], marker="o", ls="-", color=c, label=o) for o, c in _COLOUR.items() if o != "not run"]
+    handles.append(Line2D([], [], marker="o", ls="", color="0.3", mfc="white", label="not in the regime"))
+    handles.append(Line2D([], [], ls="--", color="0.5", label="threshold + δ"))
+    fig.legend(handles=handles, loc="outside upper center", ncols=3, frameon=False, fontsize=8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=200, bbox_inches="tight")
+
+
+def _headline(v: dict) -> dict | None:
+    """The test that speaks for a verdict on the page: the first that decided against the claim when the claim
+    is not supported, the first undecided one when inconclusive, else the first."""
+    tests = v.get("tests") or []
+    if not tests:
+        return None
+    want = {"not supported": -1, "inconclusive": 0}.get(v.get("outcome"))
+    return next((t for t in tests if t.get("direction") == want), tests[0])
+
+
 def claims_page(profile: str, chapters: list[tuple[str, str, dict | None]],
-                replicates: dict[str, dict[str, str]] | None = None) -> str:
-    """Every claim the chapters judged, with its verdict, statistic and interval, and the paper's number.
+                replicates: dict[str, dict[str, str]] | None = None, forest: Path | None = None) -> str:
+    """Every claim the chapters judged: a forest plot of them all (written to ``forest`` when given), then per
+    chapter one compact row per claim (verdict badge, headline statistic with its interval, its direction, the
+    regime mark, a link to the chapter) and, folded under it, the paper's number and every test.
 
     ``chapters``: ``(file stem, title, chapter record or None)`` of every chapter, in order; ``replicates``:
     ``{build label: {claim key: outcome}}`` of other replicate builds, shown in a column of their own.
@@ -112,8 +222,12 @@ def claims_page(profile: str, chapters: list[tuple[str, str, dict | None]],
              f"build (profile **{profile}**). Each rule was fixed before the numbers and is stated beside the claim "
              "in its chapter; intervals are 95%. Each test names δ, the smallest effect that matters, and its power, "
              "the smallest effect this build would detect (80% of the time); a test comes out against the claim when "
-             "its interval rules out an effect of δ in the predicted direction. *Inconclusive* means the run was not "
-             "in the regime the claim is about, or its intervals are too wide to decide at this scale.", ""]
+             "its interval rules out an effect of δ in the predicted direction. Verdicts: "
+             + ", ".join(f"{_badge(o)}" for o in ("supported", "not supported", "inconclusive"))
+             + ". *Inconclusive* has two causes, marked apart: <span class=\"regime-not-met\">not in the regime"
+             "</span> (the run does not meet the claim's precondition, e.g. source models below the terminal phase "
+             "of training, so it cannot test the claim) or an interval that straddles the rule's threshold (this "
+             "build cannot tell); the *direction* column says which way the estimate went either way.", ""]
     totals_at = len(lines)
     if any((record or {}).get("meta", {}).get("dry_run") for _, _, record in chapters):
         lines += [":::{warning}", "This build is a **dry run**: synthetic stand-ins for the datasets and random "
@@ -127,30 +241,63 @@ def claims_page(profile: str, chapters: list[tuple[str, str, dict | None]],
             judged[v["claim"]["key"]] = (name, v)
     names = {int(n[:2]): (n, title) for n, title, _ in chapters if n[:2].isdigit()}
     counts: dict[str, int] = {}
+    rows = []
+    body: list[str] = []
     current = None
+    head = ["claim", "verdict", "headline statistic [95% interval]", "direction"]
+    head += ["other replicates"] if replicates else []
     for claim in CLAIMS.values():
+        name, title = names.get(claim.chapter, (None, None))
         if claim.chapter != current:
             current = claim.chapter
-            name, title = names.get(claim.chapter, (None, None))
-            title = f"[{title}]({name})" if name else f"Chapter {claim.chapter}"
-            head = ["claim", "where", "paper", "this run (95% interval)", "verdict"]
-            head += ["other replicates"] if replicates else []
-            lines += ["", f"## {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+            heading = f"[{title}]({name})" if name else f"Chapter {claim.chapter}"
+            body += ["", f"## {heading}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        where = f"[{claim.where}]({name})" if name else claim.where
         if claim.key in judged:
             v = judged[claim.key][1]
-            stats = [f"{t['name']} = {t['value']:.3g} [{t['low']:.3g}, {t['high']:.3g}]" + _effect(t)
-                     for t in v["tests"]]
-            stat = "; ".join(stats) or v.get("details", "")
             outcome = v["outcome"]
-            if v.get("regime_met") is False:
-                stat = f"regime not met: {v.get('regime_evidence', '')} " + stat
+            test = _headline(v)
+            out_of_regime = v.get("regime_met") is False
+            stat = (f"{test['name']} = {_statistic(test)}" + _effect(test)) if test else (v.get("details") or "—")
+            direction = _direction(test) if test else "—"
+            n_tests = len(v.get("tests") or [])
+            if n_tests > 1:
+                stat += f" (1 of {n_tests} tests)"
         else:
-            stat, outcome = "not run in this build", "not run"
+            outcome, test, out_of_regime, stat, direction = "not run", None, False, "not run in this build", "—"
         counts[outcome] = counts.get(outcome, 0) + 1
-        cell = [claim.text, claim.where, claim.paper, stat, f"**{outcome}**"]
+        verdict = _badge(outcome) + (' <span class="regime-not-met">not in the regime</span>' if out_of_regime
+                                     else "")
+        short = claim.text if len(claim.text) <= 140 else claim.text[:137].rsplit(" ", 1)[0] + " …"
+        cell = [f"{short} ({where})", verdict, stat, direction]
         if replicates:
             cell.append("; ".join(f"{label}: {r.get(claim.key, 'not run')}" for label, r in replicates.items()))
-        lines.append("| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cell) + " |")
+        body.append("| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cell) + " |")
+        rows.append((SHORT.get(claim.key, claim.where), outcome, test, out_of_regime))
+    # the details of every claim, folded, after the tables
+    body += ["", "## The claims in full", "",
+             "The paper's words, what it printed, and every test of the rule in this build."]
+    for claim in CLAIMS.values():
+        v = judged.get(claim.key, (None, None))[1]
+        body += ["", f":::{{admonition}} {SHORT.get(claim.key, claim.key)}: {claim.where}", ":class: dropdown", "",
+                 f"{claim.text}", "", f"**Paper:** {claim.paper}", ""]
+        if v is None:
+            body += ["Not run in this build.", ":::"]
+            continue
+        body += [f"**Verdict:** {v['outcome']}. {v.get('reason', '')}", ""]
+        if v.get("regime_met") is not None:
+            body += [f"**Regime** ({'met' if v['regime_met'] else 'not met'}): {v.get('regime_evidence', '')}", ""]
+        body += [f"- {t['name']} = {_statistic(t)}{_effect(t)}: {_direction(t)}" for t in v.get("tests") or []]
+        body += [":::"]
+    if forest is not None:
+        forest_plot(rows, forest)
+        lines += ["```{figure} " + forest.name, ":name: claims-forest", ":alt: forest plot of every claim's estimate",
+                  "", "Every claim's headline estimate (dot) and 95% interval (bar), on one scale: its distance from "
+                  "the rule's threshold in the predicted direction, in units of δ, the smallest effect that matters "
+                  "(claims in different units become comparable this way). Right of 0: the predicted side; the "
+                  "dashed line is threshold + δ. Colour: the verdict; a hollow dot: the run is not in the claim's "
+                  "regime.", "```", ""]
+    lines += body
     lines.insert(totals_at, "Totals: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) + ".\n")
     return "\n".join(lines) + "\n"
 
@@ -203,7 +350,7 @@ def stage(root: Path, stage_dir: Path, profile: str, records: list[Record], nbs:
         for nb in nbs:
             path = (book / nb.name).with_suffix(".json")
             found.append((nb.stem, chapter_title(nb), json.loads(path.read_text()) if path.exists() else None))
-        (book / "claims.md").write_text(claims_page(profile, found, replicates))
+        (book / "claims.md").write_text(claims_page(profile, found, replicates, forest=book / "claims_forest.png"))
 
 
 def jupyter_book_command() -> list[str]:

@@ -1,0 +1,166 @@
+"""The book as a reader sees it: one numbering per figure, legible figures, padded tables, no code on the
+page, no raw Python values in outputs, and a claims page at a glance.
+
+The page tests read one smoke build per test session: the one under ``_build/smoke`` when it is newer than
+every source it is built from, else a fresh ``python -m ncutils.book --profile smoke`` (which itself reuses
+the chapters whose notebook, parameters and code are unchanged).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import matplotlib
+import pytest
+
+matplotlib.use("Agg")
+
+from bs4 import BeautifulSoup  # noqa: E402
+
+from ncutils.book import plotting  # noqa: E402
+from ncutils.book.runner import chapters as book  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = book.chapters(ROOT)
+BUILD = ROOT / "_build" / "smoke"
+HTML = BUILD / "html" / "book"
+
+#: Two figure numbers in a row, as when Sphinx's running number precedes the paper's ("Fig. 11 Fig. 7").
+DOUBLE_NUMBER = re.compile(r"\bFigs?\.\s*\d+\s*[:.]?\s*(?:Paper\s+)?Figs?\.\s*\d+")
+#: A printed Python dict ({'a': 1, ...}) or a bare float with many digits (0.8425559364958011).
+RAW_DICT = re.compile(r"^\s*\{\s*['\"][^'\"]+['\"]\s*:", re.MULTILINE)
+BARE_FLOAT = re.compile(r"^\s*-?\d+\.\d{7,}\s*$")
+
+
+def _sources() -> list[Path]:
+    files = [ROOT / "_config.yml", ROOT / "_toc.yml", *(ROOT / "book").rglob("*"), *(ROOT / "ncutils").rglob("*.py")]
+    return [f for f in files if f.is_file() and "__pycache__" not in f.parts and ".ipynb_checkpoints" not in f.parts]
+
+
+@pytest.fixture(scope="module")
+def site() -> Path:
+    """The smoke book's HTML folder, built now unless a build newer than every source exists."""
+    index = HTML / "intro.html"
+    newest = max(f.stat().st_mtime for f in _sources())
+    if not index.exists() or index.stat().st_mtime < newest:
+        out = subprocess.run([sys.executable, "-m", "ncutils.book", "--profile", "smoke", "--quiet"], cwd=ROOT,
+                             capture_output=True, text=True, timeout=1500)
+        assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    return HTML
+
+
+def _page(site: Path, name: str) -> BeautifulSoup:
+    return BeautifulSoup((site / f"{name}.html").read_text(), "html.parser")
+
+
+def _chapters(site: Path):
+    return [(nb.stem, _page(site, nb.stem)) for nb in NOTEBOOKS]
+
+
+# --------------------------------------------------------------------------- without a build
+def test_the_overlap_check_finds_colliding_panel_titles():
+    plotting.style()
+    fig, axes = plotting.figure(2, width=1.2)
+    axes[0].set_title("a long panel title that runs on")
+    axes[1].set_title("and another one beside it")
+    assert ("a long panel title that runs on", "and another one beside it") in plotting.text_overlaps(fig)
+    fig, axes = plotting.figure(2)
+    for ax, title in zip(axes, ("NC1", "rank")):
+        ax.loglog([1, 2, 5], [1, 3, 4])
+        ax.set_title(title)
+        plotting.log_major_only(ax)
+    assert plotting.text_overlaps(fig) == []
+
+
+def test_figures_fit_the_column():
+    fig, axes = plotting.figure(5, width=3.0)
+    assert len(axes) == 5 and fig.get_figwidth() <= plotting.COLUMN_WIDTH + 1e-9
+    assert len(fig.axes) == 5  # the sixth slot of the wrapped 2 x 3 grid is removed
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_code_cell_is_folded_or_removed(nb):
+    cells = json.loads(nb.read_text())["cells"]
+    shown = [i for i, c in enumerate(cells) if c["cell_type"] == "code"
+             and not {"hide-input", "remove-input", "remove-cell"} & set(c.get("metadata", {}).get("tags", []))]
+    assert not shown, f"{nb.stem}: code cells {shown} would show their source on the page"
+
+
+def test_the_scale_note_names_no_default_parameters():
+    assert "default parameters" not in plotting.parameter_table({})
+
+
+# --------------------------------------------------------------------------- the smoke book
+def test_no_figure_carries_two_numbers(site):
+    for name, page in [*_chapters(site), ("claims", _page(site, "claims"))]:
+        assert not page.select("span.caption-number"), f"{name}: Sphinx numbers a figure"
+        for el in page.select("figcaption, h1, h2, h3, h4"):
+            text = " ".join(el.get_text(" ").split())
+            assert not DOUBLE_NUMBER.search(text), f"{name}: two figure numbers in {text[:120]!r}"
+        for cap in page.select("figcaption") if name != "claims" else []:  # the claims page's own plot aside
+            text = " ".join(cap.get_text(" ").split())
+            assert re.match(r"^(?:(?:NCTI )?paper (?:Figs?\.|Table)|No figure in)", text, re.IGNORECASE), \
+                f"{name}: a caption that does not name the paper's figure: {text[:100]!r}"
+
+
+def test_no_figure_has_overlapping_texts(site):
+    """Every glued figure went through plotting.glue_figure, which measures its texts after drawing."""
+    for nb in NOTEBOOKS:
+        executed = json.loads((BUILD / "src" / "book" / nb.name).read_text())
+        for cell in executed["cells"]:
+            for out in cell.get("outputs", []):
+                meta, data = out.get("metadata", {}), out.get("data", {})
+                name = meta.get("scrapbook", {}).get("name")
+                if not name or not any("image/png" in k for k in data):
+                    continue
+                png = meta.get("image/png", {})
+                assert "ncbook_overlaps" in png, f"{nb.stem}: figure {name} was not glued by plotting.glue_figure"
+                assert not png["ncbook_overlaps"], f"{nb.stem}: figure {name}: texts overlap: {png['ncbook_overlaps']}"
+
+
+def test_tables_are_padded(site):
+    css = (site.parent / "_static" / "ncbook.css").read_text()
+    assert re.search(r"table td[^{]*\{[^}]*padding:\s*0\.\d+rem", css.replace("\n", " ")), "no cell padding rule"
+    for name, page in _chapters(site):
+        assert any("ncbook.css" in (link.get("href") or "") for link in page.select("link[rel=stylesheet]")), name
+        for style in page.select("style"):  # a pandas Styler may not take the padding away
+            assert not re.search(r"padding:\s*0(?:px)?\s*[;}]", style.get_text()), f"{name}: a table without padding"
+
+
+def test_no_code_input_is_visible(site):
+    for name, page in _chapters(site):
+        for cell_input in page.select("div.cell_input"):
+            assert cell_input.find_parent("details") is not None, \
+                f"{name}: a code cell shows its source: {cell_input.get_text()[:80]!r}"
+
+
+def test_no_raw_python_values_in_outputs(site):
+    for name, page in _chapters(site):
+        for out in page.select("div.cell_output pre, div.cell_output code"):
+            text = out.get_text()
+            assert not RAW_DICT.search(text), f"{name}: a raw dict on the page: {text[:80]!r}"
+            assert not BARE_FLOAT.search(text), f"{name}: a bare float on the page: {text[:80]!r}"
+
+
+def test_the_claims_page_reads_at_a_glance(site):
+    page = _page(site, "claims")
+    assert page.select_one("figure img[src*=claims_forest]"), "no forest plot"
+    assert (site / "claims_forest.png").exists() or list((site.parent / "_images").glob("claims_forest*.png"))
+    badges = page.select("span.verdict")
+    assert badges and all(any(c.startswith("verdict-") for c in b["class"]) for b in badges)
+    text = page.get_text(" ")
+    assert "direction" in text and "not in the regime" in text
+    assert not re.search(r"(\S+) \[\1, \1\]", text), "a degenerate interval printed as an interval"
+    for nb in NOTEBOOKS:  # every chapter's claims link to the chapter
+        assert page.select_one(f'a[href^="{nb.stem}.html"]'), nb.stem
+
+
+def test_every_claim_has_a_short_name():
+    from ncutils.book.claim_names import SHORT
+    from ncutils.book.claims import CLAIMS
+
+    assert set(SHORT) == set(CLAIMS)
