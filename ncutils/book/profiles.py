@@ -343,11 +343,12 @@ def _cpu() -> Profile:
                   ({"head_layers": 1}, {"epochs": 16}),
                   ({"loss": "supcon"}, {"epochs": 12}),
                   ({"loss": "supcon", "head_layers": 2}, {"epochs": 16}),
-                  ({"level": 2}, {"epochs": 32}),
+                  ({"level": 2}, {"epochs": 44}),
                   ({"adv_eps": 0.0}, {"epochs": 16}),
-                  ({"adv_eps": 4.5 / 255}, {"epochs": 28}),
+                  ({"adv_eps": 4.5 / 255}, {"epochs": 40}),
                   ({"arch": "mlp"}, {"epochs": 60}),
-                  ({"arch": "resnet18-w4"}, {"epochs": 24})))
+                  ({"arch": "resnet18-w4"}, {"epochs": 24}),
+                  ({"arch": "resnet34"}, {"epochs": 24})))
 
 
 def _paper() -> Profile:
