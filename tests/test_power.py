@@ -92,8 +92,8 @@ def test_the_correlation_population_holds_every_in_book_source_model_once():
     keys = [b["source"].key for b in pop.values()]
     assert len(keys) == len(set(keys))
     seeds = q["population_seeds"]
-    expected = set(q["ds_population"]) | {f"{n} s{s}" for n in grids.TABLE1_SETTINGS for s in seeds} \
-        | {f"ce_head{h} s{s}" for h in (1, 2) for s in seeds} | set(grids.fig4_models(p, q))
+    expected = set(q["ds_population"]) | {f"{t}, seed {s}" for t in grids.SETTING_TITLES.values() for s in seeds} \
+        | {f"CE + {h}-layer head, seed {s}" for h in (1, 2) for s in seeds} | set(grids.fig4_models(p, q))
     assert set(pop) <= expected
     fig4 = {m.key for m in grids.fig4_models(p, q).values()}
     assert fig4 <= set(keys) and len(pop) >= 20  # ce_none s0 = augmentation level 1 = resnet18: listed once

@@ -21,8 +21,8 @@ from ncutils.book.engine.units import Unit, closure
 from ncutils.book.profiles import Profile
 from ncutils.finetune.methods import PAPER_BLOCK
 
-__all__ = ["GRIDS", "PAPER_ARCH", "TABLE1_SETTINGS", "all_units", "family", "fig4_models", "finetune_sets", "grid",
-           "population", "probe", "profile_of", "table3_block"]
+__all__ = ["GRIDS", "PAPER_ARCH", "SETTING_TITLES", "TABLE1_SETTINGS", "all_units", "family", "fig4_models",
+           "finetune_sets", "grid", "population", "probe", "profile_of", "table3_block"]
 
 Grid = dict[str, dict[Any, Unit]]
 
@@ -42,6 +42,9 @@ def probe(p: Profile, backbone: Mapping[str, Any], name: str, epochs: int, seed:
 #: Table 1's pre-training settings: name -> (loss, layers of the projection head).
 TABLE1_SETTINGS = {"mse_none": ("mse", 0), "ce_none": ("ce", 0), "supcon_linear": ("supcon", 1),
                    "supcon_mlp": ("supcon", 2)}
+#: Table 1's settings as a page names them.
+SETTING_TITLES = {"mse_none": "MSE", "ce_none": "CE", "supcon_linear": "SupCon + linear head",
+                  "supcon_mlp": "SupCon + MLP head"}
 
 
 def fig4_models(p: Profile, params: Mapping[str, Any]) -> dict[str, Unit]:
@@ -61,14 +64,16 @@ def population(p: Profile, q: Mapping[str, Any], archs: list[str]) -> dict[str, 
     one- and two-layer heads (Fig. 3) of :attr:`Profile.fig4`'s encoder at the seeds ``q["population_seeds"]``,
     and the Fig. 4 models. A network reached twice (the same unit) is listed once, under its first label."""
     seed = q["seed"]
-    nets = {name if seed == 0 else f"{name} s{seed}": p.pretrained(name, seed=seed) for name in archs}
+    nets = {name if seed == 0 else f"{name} (seed {seed})": p.pretrained(name, seed=seed) for name in archs}
     if not p.public_weights:
         arch = p.fig4["arch"]
         for s in q.get("population_seeds") or []:
             for name, (loss, h) in TABLE1_SETTINGS.items():
-                nets[f"{name} s{s}"] = {"source": p.source_model(arch, loss=loss, head_layers=h, seed=s)}
+                nets[f"{SETTING_TITLES[name]}, seed {s}"] = {
+                    "source": p.source_model(arch, loss=loss, head_layers=h, seed=s)}
             for h in (1, 2):
-                nets[f"ce_head{h} s{s}"] = {"source": p.source_model(arch, loss="ce", head_layers=h, seed=s)}
+                nets[f"CE + {h}-layer head, seed {s}"] = {
+                    "source": p.source_model(arch, loss="ce", head_layers=h, seed=s)}
         nets.update({label: {"source": m} for label, m in fig4_models(p, q).items()})
     out, seen = {}, set()
     for label, back in nets.items():
