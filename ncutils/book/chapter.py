@@ -224,11 +224,9 @@ class Chapter:
         verdicts = self._record["results"].get("verdicts") or []
         if not verdicts:
             return "It tests no claim of the paper by a rule; the figures and tables below show what it measured."
-        from ncutils.book.claim_names import SHORT
-
         parts = []
         for v in verdicts:
-            name = SHORT.get(v["claim"]["key"], v["claim"]["where"].split(";")[0])
+            name = v["claim"].get("short") or v["claim"]["where"].split(";")[0]
             outcome = v["outcome"]
             if v.get("regime_met") is False:
                 outcome += " (not in the claim's regime)"

@@ -28,13 +28,15 @@ _CLAIMS = [
           "Supported when NC1 of collapsed features is below 1e-12 and, for isotropic noise of standard deviation "
           "σ ≤ 0.3 around simplex-ETF class means, the measured NC1 lies within a factor 0.8–1.25 of its "
           "closed-form population value (the interval is the range of that ratio over the noise levels); not "
-          "supported otherwise.", chapter=1),
+          "supported otherwise.", chapter=1,
+          short="NC1 measures collapse (Eq. 4)"),
     Claim("surrogates", "CDNV and the numerical rank are inexpensive surrogates of NC1: they order feature sets "
           "by collapse as NC1 does.", "Appendix A", "no number (a motivation for the surrogates)",
           "For each surrogate, Kendall's τ with NC1 over a population of random feature sets, with a bootstrap "
           "interval over the feature sets. Supported when both come out as predicted; not supported when one "
           "comes out against.", chapter=1,
-          deltas={'correlation': 0.3}),
+          deltas={'correlation': 0.3},
+          short="CDNV, rank order like NC1 (App. A)"),
     # ---------------------------------------------------------------- Chapter 2
     Claim("progressive", "Layer-wise progressive collapse is a common occurrence across training losses, "
           "network architectures and datasets: NC1 decreases from shallow to deep layers.",
@@ -45,7 +47,8 @@ _CLAIMS = [
           "the networks, with a t interval over networks. Supported when the interval lies above 1/2 (most steps "
           "fall: the collapse progresses layer by layer); not supported when it lies below 1/2 + δ (NC1 falls in "
           "hardly more than half the steps, or fewer).", regime=_TERMINAL_REGIME, chapter=2,
-          deltas={'fraction': 0.1}),
+          deltas={'fraction': 0.1},
+          short="NC1 falls layer by layer (Fig. 2)"),
     # ---------------------------------------------------------------- Chapter 3
     Claim("table1", "Less collapsed features on the source data transfer better, to a certain extent: across "
           "pre-training losses and projection heads, larger source NC1 goes with higher transfer accuracy.",
@@ -58,7 +61,8 @@ _CLAIMS = [
           "(2) the paired difference in transfer accuracy between the least collapsed setting (SupCon + MLP head) "
           "and the most collapsed one (MSE), with a t interval over seeds, above 0. Supported when both are; not "
           "supported when either comes out against (its interval below δ).", regime=_TERMINAL_REGIME, chapter=3,
-          deltas={'correlation': 0.3, 'accuracy': 1.0}),
+          deltas={'correlation': 0.3, 'accuracy': 1.0},
+          short="less source collapse transfers (Table 1)"),
     Claim("fig3_heads", "Projection layers in pre-training increase feature diversity for better transferability: "
           "with a projection head, the encoder's source features are less collapsed and transfer better.",
           "Section 3.1, Fig. 3", "Fig. 3: for MSE, CE and SupCon, encoders trained with one to three projection "
@@ -68,7 +72,8 @@ _CLAIMS = [
           "transfer accuracy: the mean linear-probe accuracy over the downstream sets). "
           "Supported when most tests come out as predicted and none against; not supported when most come out "
           "against.", regime=_TERMINAL_REGIME, chapter=3,
-          deltas={'log NC1 ratio': 0.1, 'accuracy': 1.0}),
+          deltas={'log NC1 ratio': 0.1, 'accuracy': 1.0},
+          short="projection heads help (Fig. 3)"),
     Claim("fig4_threshold", "The positive relation between source NC1 and transfer accuracy holds only up to a "
           "certain threshold: beyond it, more diverse features (stronger augmentation or adversarial training) "
           "transfer worse.", "Section 3.1, Fig. 4", "Fig. 4: transfer accuracy on Cifar-10 first rises with source "
@@ -79,7 +84,8 @@ _CLAIMS = [
           "minus that of the most collapsed model above 0, each with an interval that adds the test-sample "
           "(binomial) error and the seed spread of Table 1's CE models. Needs at least three models in the "
           "regime spanning the NC1 range; otherwise inconclusive.", regime=_TERMINAL_REGIME, chapter=3,
-          deltas={'accuracy': 1.0}),
+          deltas={'accuracy': 1.0},
+          short="only up to a threshold (Fig. 4)"),
     Claim("random_features", "Randomly initialised networks have large NC1 but poor between-class discrimination, "
           "so random features transfer poorly.", "Section 3.1, after Fig. 4", "no number (an argument)",
           "Randomly initialised encoders of Table 1's network (one per random seed) against the cross-entropy "
@@ -87,7 +93,8 @@ _CLAIMS = [
           "random ones above the trained ones' (Welch interval of the difference above 0), and their mean "
           "transfer accuracy below (Welch interval below 0). Supported when both come out as predicted; not "
           "supported when either comes out against.", chapter=3,
-          deltas={'log NC1 ratio': 0.4, 'accuracy': 1.0}),
+          deltas={'log NC1 ratio': 0.4, 'accuracy': 1.0},
+          short="random features transfer poorly"),
     # ---------------------------------------------------------------- Chapter 4
     Claim("fig5_downstream", "Pre-trained models with more collapsed last-layer features on the downstream data "
           "exhibit better transferability.", "Section 3.2, Figs. 5 and 6",
@@ -98,7 +105,8 @@ _CLAIMS = [
           "Supported when every set's interval is below 0; not supported when any comes out against (its interval "
           "above −δ: no correlation as strong as δ).",
           regime=_TERMINAL_REGIME, chapter=4,
-          deltas={'correlation': 0.3}),
+          deltas={'correlation': 0.3},
+          short="downstream collapse helps (Figs. 5-6)"),
     Claim("table2_fewshot", "For few-shot learning, backbones whose features are more collapsed on the meta-test "
           "data reach higher few-shot accuracy.", "Section 3.2, Table 2",
           "Table 2: on CIFAR-FS and miniImageNet, the order of 1-shot and 5-shot accuracy of three backbones "
@@ -110,7 +118,8 @@ _CLAIMS = [
           "when most pairs come out as predicted and none against; not supported when most come out against. "
           "With fewer than five backbones the correlation is shown, "
           "not used.", regime=_TERMINAL_REGIME, chapter=4,
-          deltas={'accuracy': 1.0}),
+          deltas={'accuracy': 1.0},
+          short="few-shot follows NC1 (Table 2)"),
     Claim("fig9_layers", "Within one pre-trained model, layers whose output features are more collapsed on the "
           "downstream data give better linear transfer.", "Section 3.2, Fig. 9",
           "Fig. 9: NC1 of each block's features on Cifar-10 falls and the layer's linear-probe accuracy rises "
@@ -118,7 +127,8 @@ _CLAIMS = [
           "For each network: Spearman's correlation between a layer's downstream NC1 and its probe accuracy over "
           "its layers (at least five), with a bootstrap interval over layers, below 0. Supported when every "
           "network's interval is below 0; not supported when any comes out against (its interval above −δ).", chapter=4,
-          deltas={'correlation': 0.3}),
+          deltas={'correlation': 0.3},
+          short="collapsed layers probe better (Fig. 9)"),
     # ---------------------------------------------------------------- Chapter 5
     Claim("fig10_depth", "Fine-tuning a layer closer to the output usually leads to more collapsed penultimate "
           "features and better transfer accuracy.", "Section 3.3, Fig. 10; Tables 5-7",
@@ -127,7 +137,8 @@ _CLAIMS = [
           "with both lower penultimate NC1 and higher test accuracy. Statistic: the fraction of such pairs, with a "
           "Wilson interval. Supported when it lies above 1/2 (usually); not supported when it lies below 1/2 + δ.",
           chapter=5,
-          deltas={'fraction': 0.1}),
+          deltas={'fraction': 0.1},
+          short="deeper block, better (Fig. 10)"),
     Claim("table3_layer", "Fine-tuning one intermediate layer (Layer FT) gives substantial gains over linear "
           "probing on a variety of datasets.", "Section 3.3, Table 3",
           "Table 3: Layer FT beats linear probing in 12 of its 13 cells, by 0.14 (ResNet50, Oxford-IIIT-Pet) to 28.42 "
@@ -136,7 +147,8 @@ _CLAIMS = [
           "For every (network, dataset): accuracy (Layer FT) − accuracy (linear probe) with a binomial interval over "
           "test samples, above 0. Supported when most cells come out as predicted and none against; not supported "
           "when most come out against.", chapter=5,
-          deltas={'accuracy': 1.0}),
+          deltas={'accuracy': 1.0},
+          short="Layer FT beats probing (Table 3)"),
     Claim("table3_scl", "SCL FT outperforms Layer FT and achieves comparable or better results than full "
           "fine-tuning on various datasets.", "Section 3.3, Table 3",
           "Table 3: SCL FT ≥ Layer FT in 12 of 13 cells (ViT-B on FGVC-Aircraft: 65.80 vs 65.83); against full FT, "
@@ -149,14 +161,16 @@ _CLAIMS = [
           "('on various datasets', and its own Table 3 has exceptions), supported when more than half of the "
           "tests come out as predicted, whatever the rest; not supported when more than half come out against.",
           chapter=5,
-          deltas={'accuracy': 1.0, 'margin': 3.0}),
+          deltas={'accuracy': 1.0, 'margin': 3.0},
+          short="SCL FT ≥ Layer FT, ~ full FT (Table 3)"),
     Claim("parameters", "Layer FT and SCL FT fine-tune at least 70% fewer parameters than full fine-tuning "
           "(arXiv text; the TMLR version says at least 90%).", "Abstract; Section 3.3; Table 3",
           "Table 3: 6-8% of the parameters for the middle blocks (Block 5 of ResNet18, Block 8 of ResNet50, "
           "Layer 8 of ViT-B/32)",
           "Counted exactly (no uncertainty): the largest fraction of parameters that Layer FT or SCL FT trains at "
           "the book's chosen block, over the networks of Table 3, below 30% (and below 10% for the TMLR wording).",
-          chapter=5),
+          chapter=5,
+          short="≥ 70% fewer parameters (Table 3)"),
     Claim("fig11_scarce", "With scarce downstream data, Layer FT and SCL FT alleviate the overfitting of full "
           "fine-tuning: they match or beat it when there are few samples per class.", "Section 3.3, Fig. 11",
           "Fig. 11: on Cifar-10 subsets, SCL FT and Layer FT beat full FT at the smallest sizes",
@@ -166,7 +180,8 @@ _CLAIMS = [
           "out as predicted; not supported "
           "when either comes out against.", regime=f"full fine-tuning overfits at those sizes: at least {TERMINAL:g}% "
           "training accuracy with test accuracy at least 10 points lower", chapter=5,
-          deltas={'margin': 1.0}),
+          deltas={'margin': 1.0},
+          short="scarce data: SCL FT holds (Fig. 11)"),
     # ---------------------------------------------------------------- Chapter 6 (NCTI)
     Claim("ncti_rank", "NCTI ranks pre-trained models by their transferability better than the scores it is "
           "compared with: its ranking correlates with the ground-truth ranking of transfer accuracy, more closely "
@@ -179,7 +194,8 @@ _CLAIMS = [
           "baseline (the one with the highest mean τ over the target sets), paired over candidates, above 0. "
           "Supported when most tests come out as predicted and none against; not supported when most come out "
           "against.", chapter=6,
-          deltas={'correlation': 0.3, 'advantage': 0.1}),
+          deltas={'correlation': 0.3, 'advantage': 0.1},
+          short="NCTI ranks best (NCTI Table 1)"),
 ]
 
 CLAIMS: dict[str, Claim] = {c.key: c for c in _CLAIMS}

@@ -65,6 +65,8 @@ class Claim:
     regime : the conditions the claim is about, checked in the run (``""``: none)
     deltas : the smallest effect that matters, by the measure a test names (``check(..., measure=...)``), e.g.
         ``{"accuracy": 1.0, "correlation": 0.3}``; empty for claims checked exactly (no sampling error)
+    short : a name of a few words, for the claims page's forest plot and the chapters' opening summaries
+        (``""``: the claim is named by ``where``)
     """
 
     key: str
@@ -75,6 +77,7 @@ class Claim:
     regime: str = ""
     chapter: int = 0
     deltas: Mapping[str, float] = field(default_factory=dict)
+    short: str = ""
 
     def delta(self, measure: str | None) -> float | None:
         """δ of ``measure`` (``None``: the claim's only measure, if it has exactly one)."""

@@ -19,7 +19,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ncutils.book.claim_names import SHORT
 from ncutils.book.runner.chapters import chapter_number, chapter_title
 
 __all__ = ["Record", "build_book", "machine", "stage"]
@@ -273,13 +272,13 @@ def claims_page(profile: str, chapters: list[tuple[str, str, dict | None]],
         if replicates:
             cell.append("; ".join(f"{label}: {r.get(claim.key, 'not run')}" for label, r in replicates.items()))
         body.append("| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cell) + " |")
-        rows.append((SHORT.get(claim.key, claim.where), outcome, test, out_of_regime))
+        rows.append((claim.short or claim.where, outcome, test, out_of_regime))
     # the details of every claim, folded, after the tables
     body += ["", "## The claims in full", "",
              "The paper's words, what it printed, and every test of the rule in this build."]
     for claim in CLAIMS.values():
         v = judged.get(claim.key, (None, None))[1]
-        body += ["", f":::{{admonition}} {SHORT.get(claim.key, claim.key)}: {claim.where}", ":class: dropdown", "",
+        body += ["", f":::{{admonition}} {claim.short or claim.key}: {claim.where}", ":class: dropdown", "",
                  f"{claim.text}", "", f"**Paper:** {claim.paper}", ""]
         if v is None:
             body += ["Not run in this build.", ":::"]
