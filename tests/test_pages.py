@@ -76,6 +76,18 @@ def test_the_overlap_check_finds_colliding_panel_titles():
     assert plotting.text_overlaps(fig) == []
 
 
+def test_ticks_a_chapter_sets_on_a_log_axis_stay():
+    """Fig. 11's sizes (3, 10, 30) are labelled as set, not replaced by the powers of ten alone."""
+    plotting.style()
+    fig, axes = plotting.figure(1)
+    axes[0].plot([3, 10, 30], [1, 2, 3])
+    axes[0].set(xscale="log", xticks=[3, 10, 30], xticklabels=["3", "10", "30"])
+    plotting.log_major_only(axes[0])
+    fig.canvas.draw()
+    assert [t.get_text() for t in axes[0].get_xticklabels()] == ["3", "10", "30"]
+    assert not any(t.get_text() for t in axes[0].get_xminorticklabels())
+
+
 def test_figures_fit_the_column():
     fig, axes = plotting.figure(5, width=3.0)
     assert len(axes) == 5 and fig.get_figwidth() <= plotting.COLUMN_WIDTH + 1e-9

@@ -279,13 +279,13 @@ def test_local_workers_share_the_units_and_a_failing_unit_fails_alone(tmp_path):
 
 def test_every_backbone_of_every_profile_and_dry_run_has_a_description():
     """The pages name each backbone with ``describe_backbone``: public weights, random weights of a public or
-    in-book network (the dry run's and the cpu profile's stand-ins), or a network pre-trained here."""
+    in-book network (the dry run's stand-ins, the random encoders of Chapter 3), or a network pre-trained here."""
     from ncutils.book.chapter import describe_backbone
 
     seen = set()
     for profile in ("smoke", "cpu", "paper"):
         for dry_run in (False, "minimal"):
-            for n in (4, 5, 6):
+            for n in (3, 4, 5, 6):
                 for u in grids.all_units(grids.grid(n, _params(profile, n, dry_run=dry_run))):
                     assert not {"encoder", "model"} & set(u.config), "one field name for the network a unit reads"
                     spec = u.config.get("backbone")

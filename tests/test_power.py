@@ -61,12 +61,13 @@ def test_supcon_training_accuracy_is_a_converged_linear_fit():
     assert acc == 100.0
 
 
-def test_a_balanced_share_draws_per_class_without_replacement_and_repeats():
+def test_a_balanced_share_takes_as_many_of_every_class_and_repeats():
     y = torch.tensor([0] * 30 + [1] * 7 + [2] * 12)
-    idx = scores._balanced_share(y, 10, seed=3)
-    assert torch.equal(idx, scores._balanced_share(y, 10, seed=3)) and torch.equal(idx, idx.sort().values)
-    assert torch.bincount(y[idx]).tolist() == [10, 7, 10] and idx.unique().numel() == idx.numel()
-    assert not torch.equal(idx, scores._balanced_share(y, 10, seed=4))
+    idx = scores.balanced_share(y, 10, seed=3)
+    assert torch.equal(idx, scores.balanced_share(y, 10, seed=3)) and torch.equal(idx, idx.sort().values)
+    assert torch.bincount(y[idx]).tolist() == [7, 7, 7] and idx.unique().numel() == idx.numel()
+    assert torch.bincount(y[scores.balanced_share(y, 5, seed=3)]).tolist() == [5, 5, 5]
+    assert not torch.equal(idx, scores.balanced_share(y, 10, seed=4))
 
 
 def test_costly_scores_on_a_share_and_an_unknown_score_is_an_error(tmp_path):

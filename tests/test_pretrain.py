@@ -109,6 +109,23 @@ def test_supcon_prefers_features_clustered_by_label():
     torch.testing.assert_close(P.supcon_loss(5 * f, y), P.supcon_loss(f, y))
 
 
+def test_the_label_free_contrastive_loss_is_supcon_with_every_image_its_own_class():
+    torch.manual_seed(0)
+    f, y = torch.randn(6, 2, 8), torch.tensor([0, 0, 1, 1, 2, 2])
+    expected = P.supcon_loss(f, torch.arange(6), 0.2)
+    assert P.simclr_loss(f, y, 0.2).item() == pytest.approx(expected.item(), rel=1e-6)
+    assert P.simclr_loss(f, None, 0.2).item() == pytest.approx(expected.item(), rel=1e-6)  # labels never read
+    # the views of one image agreeing lowers it; images of one class agreeing does not (no labels seen)
+    same = torch.randn(6, 1, 8).repeat(1, 2, 1)
+    assert P.simclr_loss(same, y) < P.simclr_loss(f, y)
+    with pytest.raises(ValueError, match="two views"):
+        P.simclr_loss(torch.randn(4, 1, 8), y[:4])
+    loss = P.make_loss("simclr", temperature=0.5)
+    assert loss.contrastive and "simclr" in P.CONTRASTIVE
+    net = P.PretrainNet.from_backbone(tiny_resnet(), None, loss=loss, head_layers=2, out_dim=16)
+    assert net.classifier is None
+
+
 def test_supcon_gradient_and_bad_input():
     f = torch.randn(4, 2, 8, requires_grad=True)
     P.supcon_loss(f, torch.tensor([0, 0, 1, 1])).backward()

@@ -42,6 +42,31 @@ def test_qualified_claims_combine_most_and_any():
         judge(CLAIM, tests_, combine="some")
 
 
+def test_a_claim_states_how_its_tests_combine():
+    """The combination is the claim's, stated before the numbers; ``judge`` applies it unless told otherwise."""
+    from dataclasses import replace
+
+    one_against = [check("a", est(1, 2), 1), check("b", est(1, 3), 1), check("c", est(-3, -2), 1)]
+    assert judge(CLAIM, one_against).outcome == NOT_SUPPORTED  # "all": any test against refutes
+    assert judge(replace(CLAIM, combine="majority"), one_against).outcome == SUPPORTED  # exceptions admitted
+    assert judge(replace(CLAIM, combine="most"), one_against).outcome == INCONCLUSIVE  # none may be against
+    assert judge(replace(CLAIM, combine="majority"), one_against, combine="all").outcome == NOT_SUPPORTED
+    with pytest.raises(ValueError, match="combine must be one of"):
+        replace(CLAIM, combine="usually")
+
+
+def test_every_claims_rule_says_how_its_tests_combine():
+    """A rule's words and its combination agree: the reader reads the rule the verdict applies."""
+    from ncutils.book.claims import CLAIMS
+
+    for c in CLAIMS.values():
+        assert ("whatever the rest" in c.rule) == (c.combine == "majority"), c.key
+        if c.combine == "most":
+            assert "none against" in c.rule, c.key
+        if c.combine == "majority":  # exceptions are admitted only where the paper admits them, in its words
+            assert any(w in c.text + c.rule for w in ("generally", "various", "variety")), c.key
+
+
 def test_verdicts_render_and_serialise():
     v = judge(CLAIM, [check("r", est(-0.9, -0.4), -1)], regime=(True, "all at 100%"))
     text = v._repr_markdown_()

@@ -1,10 +1,11 @@
-"""Sphinx extension of the book: the paper's figure numbers only, and the book's stylesheet.
+"""Sphinx extension of the book: the paper's figure numbers only, and the book's stylesheet and script.
 
 Every figure of the book reproduces (or draws) a figure of the paper, and its caption names that figure
 ("Paper Fig. 5 analogue — ..."). Sphinx's own running numbers ("Fig. 8") would give each figure a second
 number that matches nothing in the paper, so figure numbering is turned off here (Jupyter Book turns it
 on by default). The stylesheet ``_static/ncbook.css`` beside this folder pads table cells, lets wide
-tables scroll inside the page and keeps prose at a readable width.
+tables scroll inside the page and keeps prose at a readable width; the script ``_static/ncbook.js``
+left-aligns the columns of tables that hold words rather than numbers.
 """
 
 from __future__ import annotations
@@ -33,4 +34,5 @@ def setup(app):
     app.connect("config-inited", _config_inited)
     app.connect("env-get-updated", _drop_figure_numbers, priority=900)
     app.add_css_file("ncbook.css")
+    app.add_js_file("ncbook.js")
     return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}

@@ -39,9 +39,15 @@ def probe(p: Profile, backbone: Mapping[str, Any], name: str, epochs: int, seed:
                           "batch_size": 256, "loader_batch": 256, "seed": int(seed)})
 
 
+#: The augmentation level of the label-free contrastive encoder (the CLIP stand-in): every step of Fig. 4's
+#: levels (crop, flip, colour jitter, grayscale), as SimCLR needs views that differ.
+LABEL_FREE_LEVEL = 5
+
 #: Table 1's pre-training settings: name -> (loss, layers of the projection head).
 TABLE1_SETTINGS = {"mse_none": ("mse", 0), "ce_none": ("ce", 0), "supcon_linear": ("supcon", 1),
                    "supcon_mlp": ("supcon", 2)}
+#: The pre-training losses as a page names them.
+LOSS_TITLES = {"ce": "CE", "mse": "MSE", "supcon": "SupCon", "simclr": "label-free contrastive"}
 #: Table 1's settings as a page names them.
 SETTING_TITLES = {"mse_none": "MSE", "ce_none": "CE", "supcon_linear": "SupCon + linear head",
                   "supcon_mlp": "SupCon + MLP head"}
@@ -166,8 +172,10 @@ def chapter4(p: Profile, q: Mapping[str, Any]) -> Grid:
                                               "layers": list(range(1, networks.num_blocks(back) + 1)), "pool": "avg",
                                               "epochs": epochs, "loader_batch": 256, "seed": seed})
     # TMLR version: CLIP's image encoder as a frozen feature extractor (the paper profile); without public
-    # weights, the in-book ViT with random weights runs the same code path (its numbers say nothing of CLIP)
-    clip_back = {"public": "clip_vit_b_32"} if p.public_weights else p.random_encoder("vit", seed=seed)
+    # weights, what sets CLIP apart, training without labels: the Fig. 4 network trained on the source images
+    # with the label-free contrastive loss, two strongly augmented views per image (SimCLR's recipe)
+    clip_back = {"public": "clip_vit_b_32"} if p.public_weights else \
+        {"source": p.source_model(p.fig4["arch"], loss="simclr", head_layers=2, level=LABEL_FREE_LEVEL, seed=seed)}
     clip = {d: probe(p, clip_back, d, epochs, seed) for d in p.downstream_names}
     return {"fig5": fig5, "fig6": fig6, "population": pop, "table2": table2, "fig9": fig9, "clip": clip}
 

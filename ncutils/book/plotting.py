@@ -59,12 +59,16 @@ def figure(ncols: int = 1, nrows: int = 1, *, width: float = 3.2, height: float 
 
 def log_major_only(ax, axis: str = "both") -> None:
     """On the log-scaled axes of ``ax`` (``"x"``, ``"y"`` or ``"both"``), label the major ticks (powers of ten)
-    only: the minor labels that matplotlib adds to a short log range collide."""
-    from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
+    only: the minor labels that matplotlib adds to a short log range collide. An axis whose ticks the chapter
+    set itself (``set_xticks``: the sizes of Fig. 11, say) keeps them, without minor labels."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
     for name in ("x", "y") if axis == "both" else (axis,):
         a = ax.xaxis if name == "x" else ax.yaxis
         if a.get_scale() != "log":
+            continue
+        if isinstance(a.get_major_locator(), FixedLocator):
+            a.set_minor_formatter(NullFormatter())
             continue
         lo, hi = sorted(ax.get_xlim() if name == "x" else ax.get_ylim())
         a.set_minor_formatter(NullFormatter())

@@ -44,10 +44,12 @@ from IPython.display import Markdown
 
 from ncutils.stats import Estimate
 
-__all__ = ["INCONCLUSIVE", "NOT_SUPPORTED", "POWER_FACTOR", "SUPPORTED", "Claim", "Check", "Verdict", "check",
-           "judge"]
+__all__ = ["COMBINE", "INCONCLUSIVE", "NOT_SUPPORTED", "POWER_FACTOR", "SUPPORTED", "Claim", "Check", "Verdict",
+           "check", "judge"]
 
 SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE = "supported", "not supported", "inconclusive"
+#: The ways a rule's tests combine into a verdict (see :func:`judge`).
+COMBINE = ("all", "most", "majority", "any")
 _STYLE = {SUPPORTED: "tip", NOT_SUPPORTED: "warning", INCONCLUSIVE: "note"}
 
 
@@ -67,6 +69,9 @@ class Claim:
         ``{"accuracy": 1.0, "correlation": 0.3}``; empty for claims checked exactly (no sampling error)
     short : a name of a few words, for the claims page's forest plot and the chapters' opening summaries
         (``""``: the claim is named by ``where``)
+    combine : how the rule's tests combine into a verdict (:func:`judge`), read from the paper's qualification:
+        ``"all"`` for a claim stated without one, ``"majority"`` where the paper admits exceptions
+        ("generally", "on various datasets"), ``"most"`` (as predicted in most tests, none against)
     """
 
     key: str
@@ -78,6 +83,11 @@ class Claim:
     chapter: int = 0
     deltas: Mapping[str, float] = field(default_factory=dict)
     short: str = ""
+    combine: str = "all"
+
+    def __post_init__(self):
+        if self.combine not in COMBINE:
+            raise ValueError(f"claim {self.key!r}: combine must be one of {COMBINE}; got {self.combine!r}.")
 
     def delta(self, measure: str | None) -> float | None:
         """δ of ``measure`` (``None``: the claim's only measure, if it has exactly one)."""
@@ -233,19 +243,24 @@ class Verdict:
         return "\n".join(lines)
 
 
-def judge(claim: Claim, tests: Sequence[Check], *, combine: str = "all", regime: tuple[bool, str] | None = None,
-          details: str = "") -> Verdict:
+def judge(claim: Claim, tests: Sequence[Check], *, combine: str | None = None,
+          regime: tuple[bool, str] | None = None, details: str = "") -> Verdict:
     """Apply ``claim``'s rule: combine the tests' directions, after checking the regime.
 
-    ``combine``: ``"all"`` (supported when every test comes out as predicted; not supported when any
-    comes out against), ``"most"`` (supported when more than half come out as predicted and none
-    against; not supported when more than half come out against), ``"majority"`` (supported when more
-    than half come out as predicted, whatever the rest; not supported when more than half against),
-    ``"any"`` (supported when at least one
-    comes out as predicted; not supported when all come out against). Anything else is inconclusive.
+    ``combine`` (default: the claim's own, :attr:`Claim.combine`):
+
+    * ``"all"``: supported when every test comes out as predicted; not supported when any comes out against;
+    * ``"most"``: supported when more than half come out as predicted and none against; not supported when
+      more than half come out against;
+    * ``"majority"``: supported when more than half come out as predicted, whatever the rest; not supported
+      when more than half come out against;
+    * ``"any"``: supported when at least one comes out as predicted; not supported when all come out against.
+
+    Anything else is inconclusive.
     ``regime`` is ``(met, evidence)``; a regime that is not met makes the verdict inconclusive.
     """
-    if combine not in ("all", "most", "majority", "any"):
+    combine = claim.combine if combine is None else combine
+    if combine not in COMBINE:
         raise ValueError(f"combine must be 'all', 'most', 'majority' or 'any'; got {combine!r}.")
     met, evidence = regime if regime is not None else (None, "")
     tests = [t if t.delta is not None else replace(t, delta=claim.delta(t.measure)) for t in tests]

@@ -5,7 +5,8 @@ Section 3.1 pre-trains a network on the source data (Cifar-100) under several se
 frozen encoder to a downstream task (Cifar-10) by training a linear classifier on its features:
 
 * **losses** (Table 1, Fig. 3): cross-entropy, MSE on one-hot targets (Hui & Belkin 2020, with
-  their scaled variant) and supervised contrastive learning (SupCon, Khosla et al. 2020);
+  their scaled variant) and supervised contrastive learning (SupCon, Khosla et al. 2020); and, without
+  labels, SimCLR's contrastive loss (Chen et al. 2020) for the stand-in of the TMLR version's CLIP encoder;
 * **projection heads** (Table 1, Fig. 3): 0 (none), 1 (linear) or 2-3 layer MLPs with ReLU
   between the encoder and the loss; only the encoder is transferred, the head is discarded;
 * **data augmentation** (Fig. 4, Appendix B): five cumulative levels, from normalisation only
@@ -34,10 +35,21 @@ of Fig. 4 are in :mod:`ncutils.transforms`.
 
 from ncutils.pretrain.adversarial import PAPER_EPSILONS, pgd_attack
 from ncutils.pretrain.loop import pretrain, source_nc1, transfer
-from ncutils.pretrain.losses import LOSSES, Loss, as_loss, ce_loss, make_loss, mse_loss, supcon_loss
+from ncutils.pretrain.losses import (
+    CONTRASTIVE,
+    LOSSES,
+    Loss,
+    as_loss,
+    ce_loss,
+    make_loss,
+    mse_loss,
+    simclr_loss,
+    supcon_loss,
+)
 from ncutils.pretrain.networks import Normalize, PretrainNet, ProjectionHead, projection_head
 
 __all__ = [
+    "CONTRASTIVE",
     "LOSSES",
     "PAPER_EPSILONS",
     "Loss",
@@ -51,6 +63,7 @@ __all__ = [
     "pgd_attack",
     "pretrain",
     "projection_head",
+    "simclr_loss",
     "source_nc1",
     "supcon_loss",
     "transfer",

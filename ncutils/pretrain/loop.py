@@ -248,7 +248,7 @@ def pretrain(
     train_loader : DataLoader
         ``(x, labels)`` with ``x`` of shape (B, C, H, W), or (B, V, C, H, W) views from
         :class:`~ncutils.transforms.TwoViews` (SupCon contrasts them; CE/MSE train on every view).
-    loss : "ce", "mse", "supcon" or :func:`make_loss` (...)
+    loss : "ce", "mse", "supcon", "simclr" or :func:`make_loss` (...)
     adversarial_eps : float, optional
         Train on PGD adversarial examples of this l-infinity radius (Fig. 4; Madry et al. 2018),
         ``pgd_steps`` steps of ``pgd_step_size``. Inputs must be pixels in [0, 1], normalised inside

@@ -1,4 +1,6 @@
-"""Pre-training losses of Table 1 and Fig. 3: cross-entropy, MSE (Hui & Belkin 2020) and SupCon."""
+"""Pre-training losses of Table 1 and Fig. 3: cross-entropy, MSE (Hui & Belkin 2020) and SupCon; and the
+label-free contrastive loss of SimCLR (Chen et al. 2020), the kind of training that sets CLIP's image encoder
+apart from the other models (the TMLR version's CLIP experiment)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-__all__ = ["LOSSES", "Loss", "as_loss", "ce_loss", "make_loss", "mse_loss", "supcon_loss"]
+__all__ = ["CONTRASTIVE", "LOSSES", "Loss", "as_loss", "ce_loss", "make_loss", "mse_loss", "simclr_loss", "supcon_loss"]
 
 
 def ce_loss(outputs: torch.Tensor, labels: torch.Tensor, *, label_smoothing: float = 0.0) -> torch.Tensor:
@@ -88,15 +90,40 @@ def supcon_loss(features: torch.Tensor, labels: torch.Tensor, temperature: float
     return -(pos_log_prob[has_pos] / n_pos[has_pos]).mean()
 
 
-#: The pre-training losses of Section 3.1 by name (Table 1): cross-entropy, MSE and SupCon.
-LOSSES: dict[str, Callable[..., torch.Tensor]] = {"ce": ce_loss, "mse": mse_loss, "supcon": supcon_loss}
+def simclr_loss(features: torch.Tensor, labels: torch.Tensor | None = None, temperature: float = 0.1) -> torch.Tensor:
+    """Label-free contrastive loss (SimCLR's NT-Xent; Chen et al. 2020): :func:`supcon_loss` with every image
+    its own class, so the only positives of a view are the other views of the same image.
+
+    ``labels`` are accepted and ignored (the training loop passes the batch's labels to every loss): the
+    loss never sees a class, as CLIP's image encoder never sees the downstream classes.
+
+    Parameters
+    ----------
+    features : (B, V, D) tensor, ``V >= 2`` views of each of ``B`` images
+    temperature : float
+    """
+    if features.ndim != 3 or features.shape[1] < 2:
+        raise ValueError(f"the label-free contrastive loss needs at least two views of each image, features of "
+                         f"shape (batch, views >= 2, dim); got {tuple(features.shape)}. Use TwoViews.")
+    own = torch.arange(features.shape[0], device=features.device)
+    return supcon_loss(features, own, temperature)
+
+
+#: The pre-training losses by name: Section 3.1's cross-entropy, MSE and SupCon (Table 1), and the label-free
+#: contrastive loss (SimCLR) of the CLIP stand-in.
+LOSSES: dict[str, Callable[..., torch.Tensor]] = {"ce": ce_loss, "mse": mse_loss, "supcon": supcon_loss,
+                                                  "simclr": simclr_loss}
+
+#: The losses that take embeddings of several views rather than logits (no classifier).
+CONTRASTIVE = ("supcon", "simclr")
 
 
 @dataclass(frozen=True)
 class Loss:
     """A pre-training loss: ``loss(outputs, labels) -> scalar``, with its name and settings.
 
-    For ``"supcon"`` the outputs are embeddings of shape (B, V, D), otherwise logits (B, K).
+    For the contrastive losses (``"supcon"``, ``"simclr"``) the outputs are embeddings of shape (B, V, D),
+    otherwise logits (B, K).
     """
 
     name: str
@@ -108,14 +135,15 @@ class Loss:
     @property
     def contrastive(self) -> bool:
         """Whether the loss takes embeddings of several views rather than logits."""
-        return self.name == "supcon"
+        return self.name in CONTRASTIVE
 
 
 def make_loss(name: str, **kwargs: Any) -> Loss:
-    """The loss called ``name``: ``"ce"``, ``"mse"`` or ``"supcon"`` (Table 1), with its options.
+    """The loss called ``name``: ``"ce"``, ``"mse"`` or ``"supcon"`` (Table 1), or the label-free ``"simclr"``,
+    with its options.
 
     Options are those of :func:`ce_loss` (``label_smoothing``), :func:`mse_loss` (``scale`` M,
-    ``weight`` k; Hui & Belkin 2020) and :func:`supcon_loss` (``temperature``).
+    ``weight`` k; Hui & Belkin 2020), :func:`supcon_loss` and :func:`simclr_loss` (``temperature``).
     """
     if name not in LOSSES:
         raise ValueError(f"unknown loss {name!r}; choose one of {sorted(LOSSES)}.")

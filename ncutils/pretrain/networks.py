@@ -136,9 +136,9 @@ class PretrainNet(nn.Module):
     ) -> PretrainNet:
         """Build the pre-training network around a classification ``backbone`` (its classifier is dropped).
 
-        ``loss="supcon"`` gives no classifier and an embedding of ``out_dim`` (default 128, as in
-        Khosla et al., when there is a head); CE and MSE get a classifier on ``num_classes``
-        outputs after the head. ``mean``/``std`` add a :class:`Normalize` input layer.
+        A contrastive ``loss`` (``"supcon"``, ``"simclr"``) gives no classifier and an embedding of ``out_dim``
+        (default 128, as in Khosla et al., when there is a head); CE and MSE get a classifier on
+        ``num_classes`` outputs after the head. ``mean``/``std`` add a :class:`Normalize` input layer.
         """
         d = models.feature_dim(backbone)
         loss = as_loss(loss)

@@ -10,8 +10,9 @@ five per class) is ``None``. NCTI itself normalises each term over all candidate
 chapters combine these per-candidate results with :func:`ncutils.transferability.ncti`.
 Config: ``backbone`` (backbone spec), ``data`` (dataset spec), ``loader_batch``, and optionally
 ``subsample``: ``{"scores": [...], "per_class": n, "seed": s}`` computes the named scores (the costly ones:
-N-LEEP's Gaussian mixtures, PARC's N x N correlation) on a class-balanced share of ``n`` samples per class,
-drawn once with ``seed``, and every other score on all samples.
+N-LEEP's Gaussian mixtures, PARC's N x N correlation) on a class-balanced share of ``n`` samples of every
+class (all of the smallest class's where it has fewer; :func:`ncutils.data.balanced_subset` with ``seed``),
+and every other score on all samples.
 """
 
 from __future__ import annotations
@@ -37,13 +38,11 @@ FEATURE_SCORES = {"logme": transferability.logme, "hscore": transferability.hsco
 _SAMPLES_PER_CLASS = {"nleep": 5}
 
 
-def _balanced_share(y: torch.Tensor, per_class: int, seed: int) -> torch.Tensor:
-    """Indices of at most ``per_class`` samples of every class of ``y``, drawn without replacement (sorted)."""
-    g = torch.Generator().manual_seed(int(seed))
-    y = y.cpu()
-    picks = [idx[torch.randperm(idx.numel(), generator=g)[:per_class]] for c in y.unique()
-             for idx in [torch.nonzero(y == c).flatten()]]
-    return torch.cat(picks).sort().values
+def balanced_share(y: torch.Tensor, per_class: int, seed: int) -> torch.Tensor:
+    """Indices (sorted) of the same number of samples of every class of ``y``: ``per_class``, or all of the
+    smallest class where it has fewer (:func:`ncutils.data.balanced_subset`, seeded with ``seed``)."""
+    n = min(int(per_class), int(y.unique(return_counts=True)[1].min()))
+    return torch.as_tensor(data.balanced_subset(y.cpu(), n, seed=int(seed)))
 
 
 def _defined(name: str, n: int, k: int) -> bool:
@@ -67,7 +66,7 @@ def run_transfer_scores(cfg: Mapping[str, Any], ctx) -> dict:
     if unknown:
         raise ValueError(f"subsample names unknown scores {sorted(unknown)}; use some of {sorted(FEATURE_SCORES)}.")
     if small:
-        idx = _balanced_share(y, int(share["per_class"]), int(share["seed"])).to(y.device)
+        idx = balanced_share(y, int(share["per_class"]), int(share["seed"])).to(y.device)
         xs, ys = x[idx], y[idx]
     result = {"seli": seli, "ncc": ncc, "vc": vc}
     for name, score in FEATURE_SCORES.items():

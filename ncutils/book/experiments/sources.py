@@ -6,7 +6,8 @@ and stores its weights with the result. Its configuration:
 ``network``       network spec (:mod:`ncutils.book.networks`)
 ``data``          dataset spec of the source training set (normalisation included)
 ``num_classes``   classes of the source task
-``loss``          ``ce``, ``mse`` or ``supcon``; ``head_layers`` 0-3 (Table 1, Fig. 3)
+``loss``          ``ce``, ``mse`` or ``supcon``; ``head_layers`` 0-3 (Table 1, Fig. 3); ``simclr``: label-free
+                  contrastive (the CLIP stand-in)
 ``loss_options``  options of :func:`ncutils.pretrain.make_loss` (e.g. MSE's rescaling ``scale``, ``weight``)
 ``level``         augmentation level 1-5 (Fig. 4); ``padding`` of its random crop (level >= 2);
                   ``adv_eps`` l-inf radius or ``None``, ``pgd_steps``
@@ -23,7 +24,7 @@ Result: ``history`` (per epoch: loss, training accuracy on the augmented batches
 source NC1 when measured; the epochs added by ``until`` are flagged ``extra``), ``extra_epochs``
 (how many), ``source_nc1`` (Eq. 4 on the un-augmented source training set, Table 1),
 ``train_accuracy`` (on the un-augmented source training set after training: the terminal-phase
-check; for SupCon, which has no classifier, the accuracy of a linear classifier fitted to convergence
+check; for the contrastive losses, which have no classifier, the accuracy of a linear classifier fitted to convergence
 on the encoder's frozen features), ``seconds``.
 """
 
@@ -79,7 +80,7 @@ def _train_accuracy(net, loader, device) -> float:
 def run_pretrain(cfg: Mapping[str, Any], ctx) -> tuple[dict, nn.Module]:
     """Pre-train a source model (Section 3.1) and measure its source NC1 and training accuracy."""
     adversarial = cfg.get("adv_eps") is not None
-    views = 2 if cfg["loss"] == "supcon" else 1
+    views = 2 if cfg["loss"] in pretrain.CONTRASTIVE else 1
     train_set, batch_transform = datasets.training_data(
         cfg["data"], level=cfg["level"], views=views, normalize=not adversarial, data_root=ctx.data_root,
         padding=cfg.get("padding"))
@@ -91,24 +92,21 @@ def run_pretrain(cfg: Mapping[str, Any], ctx) -> tuple[dict, nn.Module]:
     nc_loader = data.make_loader(plain, 512, device=ctx.device)
     schedule = dict(cfg.get("schedule") or {"kind": "cosine"})
     loss = pretrain.make_loss(cfg["loss"], **cfg["loss_options"]) if cfg.get("loss_options") else cfg["loss"]
+    # what every stretch of training shares: the loss, the optimiser's settings, the data and the attack
+    shared = dict(loss=loss, momentum=cfg.get("momentum", 0.9), weight_decay=cfg.get("weight_decay", 1e-4),
+                  batch_transform=batch_transform, adversarial_eps=cfg.get("adv_eps"),
+                  pgd_steps=cfg.get("pgd_steps") or 10, nc_loader=nc_loader, progress=ctx.progress, device=ctx.device)
     history = pretrain.pretrain(
-        net, loader, loss=loss, epochs=cfg["epochs"], lr=cfg["lr"], min_lr=cfg.get("min_lr", 1e-4),
-        momentum=cfg.get("momentum", 0.9), weight_decay=cfg.get("weight_decay", 1e-4), schedule=schedule,
-        seed=cfg["seed"], batch_transform=batch_transform, adversarial_eps=cfg.get("adv_eps"),
-        pgd_steps=cfg.get("pgd_steps") or 10, nc_loader=nc_loader, nc_every=cfg.get("nc_every") or cfg["epochs"],
-        checkpoint=ctx.checkpoint_path(), progress=ctx.progress, device=ctx.device)
+        net, loader, epochs=cfg["epochs"], lr=cfg["lr"], min_lr=cfg.get("min_lr", 1e-4), schedule=schedule,
+        seed=cfg["seed"], nc_every=cfg.get("nc_every") or cfg["epochs"], checkpoint=ctx.checkpoint_path(), **shared)
     train_acc = _train_accuracy(net, nc_loader, ctx.device)
     until, extra = cfg.get("until"), 0
     while until and train_acc < until["train_accuracy"] and extra < until["max_extra_epochs"]:
         # one more epoch at a constant quarter of the peak rate, seeded by its own number (a resumed run
         # repeats it exactly), then the check again
         extra += 1
-        more = pretrain.pretrain(
-            net, loader, loss=loss, epochs=1, lr=cfg["lr"] / 4, min_lr=cfg["lr"] / 4,
-            momentum=cfg.get("momentum", 0.9), weight_decay=cfg.get("weight_decay", 1e-4),
-            seed=cfg["seed"] + 7919 * extra, batch_transform=batch_transform, adversarial_eps=cfg.get("adv_eps"),
-            pgd_steps=cfg.get("pgd_steps") or 10, nc_loader=nc_loader, nc_every=1, progress=ctx.progress,
-            device=ctx.device)
+        more = pretrain.pretrain(net, loader, epochs=1, lr=cfg["lr"] / 4, min_lr=cfg["lr"] / 4,
+                                 seed=cfg["seed"] + 7919 * extra, nc_every=1, **shared)
         history += [dict(r, epoch=len(history) + 1, extra=True) for r in more]
         train_acc = _train_accuracy(net, nc_loader, ctx.device)
     source_nc1 = history[-1].get("nc1")

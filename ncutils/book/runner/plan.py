@@ -22,6 +22,7 @@ from typing import Any
 from ncutils.book import datasets, grids
 from ncutils.book.engine.store import Store
 from ncutils.book.engine.units import Unit, closure
+from ncutils.pretrain.losses import CONTRASTIVE
 
 __all__ = ["PixelTimer", "chapter_units", "estimate", "flatten", "needs", "show"]
 
@@ -168,7 +169,7 @@ def estimate(u: Unit, timer: _Timer) -> float:
     k = u.kind
     if k == "pretrain":
         n = _size(c["data"])
-        views = 2 if c["loss"] == "supcon" else 1
+        views = 2 if c["loss"] in CONTRASTIVE else 1
         pgd = (c["pgd_steps"] or 0) + 1 if c.get("adv_eps") is not None else 1
         step = timer.pretrain(c) * views * pgd
         fwd = step / 3
