@@ -287,4 +287,11 @@ def test_the_claims_page_shows_delta_power_and_the_other_replicates():
     row = next(line for line in page.splitlines() if line.startswith(f"| {CLAIMS['table3_layer'].text[:30]}"))
     assert "(δ 1, power 2.1)" in row and 'class="verdict verdict-supported">supported<' in row
     assert "2 [0.5, 3.5]" in row and "↑ predicted side of 0; as predicted" in row
-    assert row.endswith("cpu: supported; cpu-replicate-2: not supported |") and "other replicates" in page
+    assert row.endswith('default: <span class="verdict verdict-supported">supported</span><br>replicate 2: '
+                        '<span class="verdict verdict-not-supported">not supported</span> |')
+    assert "| replication |" in page
+    halved = v.with_halves(v, judge(CLAIMS["table3_layer"], []), split="models")
+    page = claims_page("cpu", [("05_finetuning", "5. Fine-tuning", {"results": {"verdicts": [halved.to_dict()]}})])
+    row = next(line for line in page.splitlines() if line.startswith(f"| {CLAIMS['table3_layer'].text[:30]}"))
+    assert row.endswith('halves of the models: <span class="verdict verdict-supported">supported</span> '
+                        '<span class="verdict verdict-inconclusive">inconclusive</span> |')

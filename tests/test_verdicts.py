@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from ncutils.book.verdicts import INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, Claim, check, judge
+from ncutils.book.verdicts import INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, Claim, check, halves_of, judge
 from ncutils.stats import Estimate
 
 CLAIM = Claim("x", "Smaller NC1 transfers better.", "Section 3.2", "r < 0 on four datasets",
@@ -65,6 +65,22 @@ def test_every_claims_rule_says_how_its_tests_combine():
             assert "none against" in c.rule, c.key
         if c.combine == "majority":  # exceptions are admitted only where the paper admits them, in its words
             assert any(w in c.text + c.rule for w in ("generally", "various", "variety")), c.key
+
+
+def test_a_verdict_carries_its_replication_on_two_halves_of_the_build():
+    assert halves_of(range(7)) == ([0, 2, 4, 6], [1, 3, 5])
+    a, b = halves_of(["m1", "m2"])
+    assert a == ["m1"] and b == ["m2"] and not set(a) & set(b)
+    full = judge(CLAIM, [check("r", est(-0.9, -0.4), -1)])
+    first, second = judge(CLAIM, [check("r", est(-0.9, -0.1), -1)]), judge(CLAIM, [check("r", est(-0.6, 0.2), -1)])
+    v = full.with_halves(first, second, split="models")
+    assert v.outcome == SUPPORTED and v.halves == (SUPPORTED, INCONCLUSIVE) and v.split == "models"
+    assert v.to_dict()["halves"] == [SUPPORTED, INCONCLUSIVE] and "each half of the models" in v._repr_markdown_()
+    other = Claim("y", "t", "w", "p", "r")
+    with pytest.raises(ValueError, match="judged by the rule of"):
+        full.with_halves(first, judge(other, []), split="models")
+    with pytest.raises(ValueError, match="name what the halves split"):
+        full.with_halves(first, second, split="")
 
 
 def test_verdicts_render_and_serialise():

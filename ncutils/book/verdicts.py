@@ -45,7 +45,7 @@ from IPython.display import Markdown
 from ncutils.stats import Estimate
 
 __all__ = ["COMBINE", "INCONCLUSIVE", "NOT_SUPPORTED", "POWER_FACTOR", "SUPPORTED", "Claim", "Check", "Verdict",
-           "check", "judge"]
+           "check", "halves_of", "judge"]
 
 SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE = "supported", "not supported", "inconclusive"
 #: The ways a rule's tests combine into a verdict (see :func:`judge`).
@@ -189,6 +189,13 @@ class Check:
         return f"{self.name} = {shown} (predicted {rule}{extra}; {mark})"
 
 
+def halves_of(items: Sequence) -> tuple[list, list]:
+    """``items`` (in a fixed order) dealt into two disjoint halves, alternately: the odd and the even ones. The
+    same rule applied to each gives a verdict's replication inside the build (:meth:`Verdict.with_halves`)."""
+    items = list(items)
+    return items[0::2], items[1::2]
+
+
 def check(name: str, estimate: Estimate, sign: int, threshold: float = 0.0, *, measure: str | None = None,
           comparable: bool = False, delta: float | None = None) -> Check:
     """A :class:`Check`: statistic ``name`` predicted above (``sign=+1``) or below (``-1``) ``threshold``.
@@ -214,15 +221,30 @@ class Verdict:
     regime_met: bool | None = None
     regime_evidence: str = ""
     details: str = ""
+    #: replication inside the build: the outcomes of the same rule on two disjoint halves of what the tests range
+    #: over (``split`` names it: "models", "episodes", ...); empty where the claim is not split
+    halves: tuple[str, ...] = ()
+    split: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {"claim": asdict(self.claim), "outcome": self.outcome, "reason": self.reason,
                 "regime_met": self.regime_met, "regime_evidence": self.regime_evidence, "details": self.details,
+                "halves": list(self.halves), "split": self.split,
                 "tests": [{"name": t.name, "sign": t.sign, "threshold": t.threshold, "direction": t.direction,
                            "delta": t.delta, "comparable": t.comparable, "measure": t.measure,
                            "power": t.power if math.isfinite(t.power) else None, "decisive": t.decisive,
                            "smaller_than_delta": t.smaller_than_delta, **t.estimate.to_dict()}
                           for t in self.tests]}
+
+    def with_halves(self, first: Verdict, second: Verdict, split: str) -> Verdict:
+        """This verdict with the outcomes of the same rule on two disjoint halves of the ``split`` (e.g. the odd and
+        the even models): whether the verdict replicates inside the build, on half the evidence each."""
+        for h in (first, second):
+            if h.claim.key != self.claim.key:
+                raise ValueError(f"a half of claim {self.claim.key!r} is judged by the rule of {h.claim.key!r}.")
+        if not split:
+            raise ValueError("name what the halves split (e.g. 'models', 'episodes').")
+        return replace(self, halves=(first.outcome, second.outcome), split=split)
 
     def summary(self) -> str:
         """The first test's statistic and interval, for the claims page."""
@@ -239,6 +261,9 @@ class Verdict:
             lines += ["**This run:**", ""] + [f"- {t.describe()}" for t in self.tests] + [""]
         if self.details:
             lines += [self.details, ""]
+        if self.halves:
+            lines += [f"**Inside this build:** the same rule on each half of the {self.split}: "
+                      + " and ".join(self.halves) + ".", ""]
         lines += [f"**Outcome:** {self.outcome}. {self.reason}".rstrip(), ":::"]
         return "\n".join(lines)
 

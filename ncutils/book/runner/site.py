@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -107,6 +108,22 @@ _BADGE = {"supported": "verdict-supported", "not supported": "verdict-not-suppor
 
 def _badge(outcome: str) -> str:
     return f'<span class="verdict {_BADGE.get(outcome, "verdict-not-run")}">{outcome}</span>'
+
+
+def _replication(v: dict | None, key: str, replicates: Mapping[str, Mapping[str, str]]) -> str:
+    """The claims page's replication cell: the verdict on each half of this build's evidence (where the claim is
+    split) and the verdicts of the other replicate builds."""
+    parts = []
+    if v and v.get("halves"):
+        parts.append(f"halves of the {v['split']}: " + " ".join(_badge(o) for o in v["halves"]))
+    parts += [f"{_replicate_name(label)}: {_badge(r.get(key, 'not run'))}" for label, r in replicates.items()]
+    return "<br>".join(parts) or "—"
+
+
+def _replicate_name(label: str) -> str:
+    """A build's label as the claims page names it: ``cpu-replicate-2`` -> "replicate 2", ``cpu`` -> "default"."""
+    head, sep, k = label.rpartition("-replicate-")
+    return f"replicate {k}" if sep and k.isdigit() else "default"
 
 
 def _finite(*xs) -> bool:
@@ -210,7 +227,8 @@ def claims_page(profile: str, chapters: list[tuple[str, str, dict | None]],
                 replicates: dict[str, dict[str, str]] | None = None, forest: Path | None = None) -> str:
     """Every claim the chapters judged: a forest plot of them all (written to ``forest`` when given), then per
     chapter one compact row per claim (verdict badge, headline statistic with its interval, its direction, the
-    regime mark, a link to the chapter) and, folded under it, the paper's number and every test.
+    regime mark, a link to the chapter, its replication: halves of this build and other replicate builds) and,
+    folded under it, the paper's number and every test.
 
     ``chapters``: ``(file stem, title, chapter record or None)`` of every chapter, in order; ``replicates``:
     ``{build label: {claim key: outcome}}`` of other replicate builds, shown in a column of their own.
@@ -226,7 +244,13 @@ def claims_page(profile: str, chapters: list[tuple[str, str, dict | None]],
              + ". *Inconclusive* has two causes, marked apart: <span class=\"regime-not-met\">not in the regime"
              "</span> (the run does not meet the claim's precondition, e.g. source models below the terminal phase "
              "of training, so it cannot test the claim) or an interval that straddles the rule's threshold (this "
-             "build cannot tell); the *direction* column says which way the estimate went either way.", ""]
+             "build cannot tell); the *direction* column says which way the estimate went either way. A rule's "
+             "tests combine as the paper qualifies its claim: a claim stated without qualification must hold in "
+             "every test; where the paper admits exceptions (\"generally\", \"on various datasets\"), more than "
+             "half of the tests must come out as predicted. The *replication* column gives the same rule on each "
+             "half of this build's evidence, where a claim ranges over many models, episodes or feature sets (the "
+             "odd and the even ones: half the evidence each, so less power), and the verdicts of the other replicate "
+             "builds (`--replicate K`: every seed drawn anew).", ""]
     totals_at = len(lines)
     if any((record or {}).get("meta", {}).get("dry_run") for _, _, record in chapters):
         lines += [":::{warning}", "This build is a **dry run**: synthetic stand-ins for the datasets and random "
@@ -243,8 +267,7 @@ def claims_page(profile: str, chapters: list[tuple[str, str, dict | None]],
     rows = []
     body: list[str] = []
     current = None
-    head = ["claim", "verdict", "headline statistic [95% interval]", "direction"]
-    head += ["other replicates"] if replicates else []
+    head = ["claim", "verdict", "headline statistic [95% interval]", "direction", "replication"]
     for claim in CLAIMS.values():
         name, title = names.get(claim.chapter, (None, None))
         if claim.chapter != current:
@@ -252,6 +275,7 @@ def claims_page(profile: str, chapters: list[tuple[str, str, dict | None]],
             heading = f"[{title}]({name})" if name else f"Chapter {claim.chapter}"
             body += ["", f"## {heading}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         where = f"[{claim.where}]({name})" if name else claim.where
+        v = None
         if claim.key in judged:
             v = judged[claim.key][1]
             outcome = v["outcome"]
@@ -268,9 +292,7 @@ def claims_page(profile: str, chapters: list[tuple[str, str, dict | None]],
         verdict = _badge(outcome) + (' <span class="regime-not-met">not in the regime</span>' if out_of_regime
                                      else "")
         short = claim.text if len(claim.text) <= 140 else claim.text[:137].rsplit(" ", 1)[0] + " …"
-        cell = [f"{short} ({where})", verdict, stat, direction]
-        if replicates:
-            cell.append("; ".join(f"{label}: {r.get(claim.key, 'not run')}" for label, r in replicates.items()))
+        cell = [f"{short} ({where})", verdict, stat, direction, _replication(v, claim.key, replicates)]
         body.append("| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cell) + " |")
         rows.append((claim.short or claim.where, outcome, test, out_of_regime))
     # the details of every claim, folded, after the tables
