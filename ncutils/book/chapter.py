@@ -246,6 +246,11 @@ class Chapter:
         """The human-readable name of dataset ``name`` in this profile."""
         return self.profile.title(name)
 
+    def short_title(self, name: str) -> str:
+        """:meth:`title` without its preprocessing ("MNIST-5k" for "MNIST-5k (16 px, coloured)"), for panel titles
+        and table headers."""
+        return self.title(name).split(" (")[0]
+
     def note(self, details: str = ""):
         """The note opening the chapter: the scale it was computed at, the parameters this run changed from the
         notebook's defaults, and a dry run's warning."""

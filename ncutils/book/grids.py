@@ -21,8 +21,8 @@ from ncutils.book.engine.units import Unit, closure
 from ncutils.book.profiles import Profile
 from ncutils.finetune.methods import PAPER_BLOCK
 
-__all__ = ["GRIDS", "PAPER_ARCH", "SETTING_TITLES", "TABLE1_SETTINGS", "all_units", "family", "fig4_models",
-           "finetune_sets", "grid", "population", "probe", "profile_of", "table3_block"]
+__all__ = ["GRIDS", "LABEL_FREE_LEVEL", "LOSS_TITLES", "PAPER_ARCH", "SETTING_TITLES", "TABLE1_SETTINGS", "all_units",
+           "family", "fig4_models", "finetune_sets", "grid", "population", "probe", "profile_of", "table3_block"]
 
 Grid = dict[str, dict[Any, Unit]]
 

@@ -286,7 +286,7 @@ def judge(claim: Claim, tests: Sequence[Check], *, combine: str | None = None,
     """
     combine = claim.combine if combine is None else combine
     if combine not in COMBINE:
-        raise ValueError(f"combine must be 'all', 'most', 'majority' or 'any'; got {combine!r}.")
+        raise ValueError(f"combine must be one of {COMBINE}; got {combine!r}.")
     met, evidence = regime if regime is not None else (None, "")
     tests = [t if t.delta is not None else replace(t, delta=claim.delta(t.measure)) for t in tests]
     dirs = [t.direction for t in tests]

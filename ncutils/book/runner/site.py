@@ -231,7 +231,8 @@ def claims_page(profile: str, chapters: list[tuple[str, str, dict | None]],
     folded under it, the paper's number and every test.
 
     ``chapters``: ``(file stem, title, chapter record or None)`` of every chapter, in order; ``replicates``:
-    ``{build label: {claim key: outcome}}`` of other replicate builds, shown in a column of their own.
+    ``{build label: {claim key: outcome}}`` of other replicate builds, shown in the replication column beside
+    each verdict's halves.
     """
     replicates = replicates or {}
     lines = ["# Claims at a glance", "",
