@@ -274,24 +274,32 @@ def test_a_replicate_draws_every_seed_from_its_own_set(tiny_book):
     assert out.returncode != 0 and "--replicate takes a number >= 0" in out.stderr
 
 
-def test_the_claims_page_shows_delta_power_and_the_other_replicates():
-    from ncutils.book.claims import CLAIMS
-    from ncutils.book.runner.site import claims_page
-    from ncutils.book.verdicts import check, judge
-    from ncutils.stats import Estimate
+def test_the_claims_page_shows_the_deciding_check_and_the_other_replicates():
+    import pandas as pd
 
-    v = judge(CLAIMS["table3_layer"], [check("Layer FT − Linear Probe", Estimate(2.0, 0.5, 3.5, 100, "t"), +1)])
+    from ncutils.book.claims import CLAIMS
+    from ncutils.book.rules import RULES
+    from ncutils.book.runner.site import claims_page
+
+    ev = pd.DataFrame([{"cell": c, "method": m, "seed": s, "accuracy": a + 0.4 * s} for c in ("A", "B", "C")
+                       for s in range(3) for m, a in (("linear", 50.0), ("layer", 56.0))])
+    v = RULES["table3_layer"].judge(ev)
     record = {"results": {"verdicts": [v.to_dict()]}}
     page = claims_page("cpu-replicate-1", [("05_finetuning", "5. Fine-tuning", record)],
                        {"cpu": {"table3_layer": "supported"}, "cpu-replicate-2": {"table3_layer": "not supported"}})
     row = next(line for line in page.splitlines() if line.startswith(f"| {CLAIMS['table3_layer'].text[:30]}"))
-    assert "(δ 1, power 2.1)" in row and 'class="verdict verdict-supported">supported<' in row
-    assert "2 [0.5, 3.5]" in row and "↑ predicted side of 0; as predicted" in row
-    assert row.endswith('default: <span class="verdict verdict-supported">supported</span><br>replicate 2: '
-                        '<span class="verdict verdict-not-supported">not supported</span> |')
-    assert "| replication |" in page
-    halved = v.with_halves(v, judge(CLAIMS["table3_layer"], []), split="models")
+    assert "(δ 2; smallest detectable effect" in row and 'class="verdict verdict-supported">supported<' in row
+    assert "A: layer − linear = 6 [" in row and "↑ predicted side of 0; as predicted" in row
+    assert ('default: <span class="verdict verdict-supported">supported</span><br>replicate 2: '
+            '<span class="verdict verdict-not-supported">not supported</span>') in row
+    assert f"`{RULES['table3_layer'].digest()}`" in row and "| replication | rule |" in page
+    assert "Revisions of the rule" in page and "a6cf703" in page
+    halved = v.with_halves(v, v, split="fine-tuning seeds")
     page = claims_page("cpu", [("05_finetuning", "5. Fine-tuning", {"results": {"verdicts": [halved.to_dict()]}})])
     row = next(line for line in page.splitlines() if line.startswith(f"| {CLAIMS['table3_layer'].text[:30]}"))
-    assert row.endswith('halves of the models: <span class="verdict verdict-supported">supported</span> '
-                        '<span class="verdict verdict-inconclusive">inconclusive</span> |')
+    assert 'halves of the fine-tuning seeds: <span class="verdict verdict-supported">supported</span> ' in row
+    # a record written by an older rule format is not shown as a verdict of the rules in force
+    old = {"results": {"verdicts": [{"claim": {"key": "table3_layer"}, "outcome": "supported", "tests": []}]}}
+    page = claims_page("cpu", [("05_finetuning", "5. Fine-tuning", old)])
+    row = next(line for line in page.splitlines() if line.startswith(f"| {CLAIMS['table3_layer'].text[:30]}"))
+    assert "not run in this build" in row

@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 from htmlcheck import VERDICT_TITLE, audit, chapter_summary, is_remote, remote_resources
 
-from ncutils.book.verdicts import Claim, check, judge
+from ncutils.book.claims import CLAIMS
+from ncutils.book.verdicts import Check, PartResult, Test, verdict
 from ncutils.stats import Estimate
 
 CLEAN_PAGE = """<!DOCTYPE html><html><head>
@@ -173,10 +174,13 @@ def test_verdict_titles_are_those_the_book_writes():
         assert first.startswith(":::{admonition} ")
         return first.removeprefix(":::{admonition} ")
 
-    claim = Claim("k", "text", "Section 3.1, Table 1", "paper", "rule")
-    test = check("d", Estimate(0.5, 0.1, 0.9, 10, "bootstrap"), +1)
-    assert VERDICT_TITLE.match(title(judge(claim, [test])._repr_markdown_()))
-    assert not VERDICT_TITLE.match(title(claim.show().data))  # the claim stated before the numbers
+    claim = CLAIMS["table1"]
+    check = Check(Test("d", +1, 0.0, "better", 1.0), "d", Estimate(0.5, 0.1, 0.9, 10, "t"))
+    v = verdict(claim, [PartResult("p", "all", "supported", "1 of 1", (check,))])
+    assert VERDICT_TITLE.match(title(v._repr_markdown_()))
+    from ncutils.book.rules import RULES
+
+    assert not VERDICT_TITLE.match(title(RULES["table1"].show().data))  # the claim stated before the numbers
     assert not VERDICT_TITLE.match("Claims at a glance") and not VERDICT_TITLE.match("Note")
 
 

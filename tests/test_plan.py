@@ -300,13 +300,15 @@ def test_every_backbone_of_every_profile_and_dry_run_has_a_description():
 def test_a_dry_run_judges_no_claim_and_its_claims_page_says_so(tmp_path):
     """Stand-ins and random weights test no claim: in a dry run every verdict is inconclusive, whatever its tests
     say, and the claims page opens with a dry-run warning."""
-    from ncutils.book.chapter import Chapter
-    from ncutils.book.claims import CLAIMS
-    from ncutils.book.runner.site import claims_page
-    from ncutils.book.verdicts import INCONCLUSIVE, SUPPORTED, check, judge
-    from ncutils.stats import Estimate
+    import pandas as pd
 
-    supported = judge(CLAIMS["nc1_metric"], [check("t", Estimate(1.0, 0.5, 1.5, 10, "test"), 1)])
+    from ncutils.book.chapter import Chapter
+    from ncutils.book.rules import RULES
+    from ncutils.book.runner.site import claims_page
+    from ncutils.book.verdicts import INCONCLUSIVE, SUPPORTED
+
+    supported = RULES["nc1_metric"].judge(pd.DataFrame({"sigma": [0.0, 0.1], "nc1": [0.0, 1.0],
+                                                        "closed_form": [0.0, 1.0]}))
     assert supported.outcome == SUPPORTED
     records = []
     for dry_run in (False, "minimal"):

@@ -1,141 +1,131 @@
-"""Verdict rules: three outcomes, decided from intervals and the claim's regime."""
+"""How a test reads its interval (one semantics of δ), how tests combine, and the verdict record."""
 
 import math
 
 import pytest
 
-from ncutils.book.verdicts import INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, Claim, check, halves_of, judge
+from ncutils.book.claims import CLAIMS
+from ncutils.book.verdicts import (
+    INCONCLUSIVE,
+    NOT_SUPPORTED,
+    SUPPORTED,
+    Check,
+    Part,
+    PartResult,
+    Test,
+    Verdict,
+    combine,
+    verdict,
+)
 from ncutils.stats import Estimate
 
-CLAIM = Claim("x", "Smaller NC1 transfers better.", "Section 3.2", "r < 0 on four datasets",
-              "Pearson r of accuracy with log NC1 below 0 (95% bootstrap interval) on every dataset.",
-              regime="source models at >= 99% training accuracy")
+
+def est(lo, hi, value=None):
+    return Estimate((lo + hi) / 2 if value is None else value, lo, hi, 10, "test")
 
 
-def est(lo, hi):
-    return Estimate((lo + hi) / 2, lo, hi, 10, "test")
+BETTER = Test("gain", +1, 0.0, "better", 1.0)
+SUBSTANTIAL = Test("gain", +1, 0.0, "substantial", 2.0)
+COMPARABLE = Test("difference", +1, 0.0, "comparable", 3.0)
+BELOW = Test("ρ", -1, 0.0, "better", 0.3)
 
 
-def test_all_tests_as_predicted_support_the_claim():
-    v = judge(CLAIM, [check("r", est(-0.9, -0.4), -1), check("r2", est(-0.8, -0.1), -1)], regime=(True, "99.5%"))
-    assert v.outcome == SUPPORTED and "2 of 2" in v.reason
+@pytest.mark.parametrize("test, lo, hi, direction", [
+    (BETTER, 0.2, 0.8, -1),       # inside (0, δ): real but negligible, against a claim that one is better
+    (BETTER, 0.5, 3.0, 1),
+    (BETTER, -0.5, 0.8, -1),      # rules out every effect of δ or more: against
+    (BETTER, -2.0, -0.5, -1),
+    (BETTER, -0.5, 1.5, 0),       # straddles both 0 and δ: undecided
+    (SUBSTANTIAL, 0.5, 1.5, -1),  # inside (0, δ): real but insubstantial, against a claim of substance
+    (SUBSTANTIAL, 2.5, 4.0, 1),
+    (SUBSTANTIAL, 1.0, 3.0, 0),
+    (COMPARABLE, -2.0, 1.0, 1),   # at worst 2 short: comparable
+    (COMPARABLE, -5.0, -3.5, -1),
+    (COMPARABLE, -4.0, 0.0, 0),
+    (BELOW, -0.8, -0.4, 1),       # a prediction "below 0" reads the interval mirrored
+    (BELOW, -0.2, 0.4, -1),
+    (BELOW, -0.6, 0.1, 0),
+])
+def test_one_semantics_of_delta(test, lo, hi, direction):
+    assert Check(test, "x", est(lo, hi)).direction == direction
 
 
-def test_a_contradicting_interval_does_not_support_and_a_straddling_one_is_inconclusive():
-    assert judge(CLAIM, [check("r", est(-0.9, -0.4), -1), check("r2", est(0.1, 0.5), -1)]).outcome == NOT_SUPPORTED
-    assert judge(CLAIM, [check("r", est(-0.9, -0.4), -1), check("r2", est(-0.3, 0.2), -1)]).outcome == INCONCLUSIVE
-    nan = Estimate(0.0, math.nan, math.nan, 3, "undefined")
-    assert judge(CLAIM, [check("r", nan, -1)]).outcome == INCONCLUSIVE
+def test_a_negligible_effect_is_marked_and_an_undefined_interval_never_decides():
+    c = Check(BETTER, "x", est(0.2, 0.8))
+    assert c.negligible and "negligible" in c.describe()
+    assert not Check(BETTER, "x", est(-0.2, 0.8)).negligible  # against, but not a real effect
+    nan = Check(BETTER, "x", Estimate(2.0, math.nan, math.nan, 2, "no interval: fewer than two replicates"))
+    assert nan.direction == 0 and "no interval" in nan.describe() and math.isinf(nan.detectable)
 
 
-def test_a_failed_precondition_is_inconclusive_never_not_supported():
-    v = judge(CLAIM, [check("r", est(0.2, 0.9), -1)], regime=(False, "MSE reached 65%"))
-    assert v.outcome == INCONCLUSIVE and v.regime_met is False and "regime" in v.reason
+def test_exact_tests_read_at_least_and_at_most():
+    at_least = Test("fraction", +1, 0.75, "exact")
+    assert Check(at_least, "x", Estimate(0.75, 0.75, 0.75, 8, "exact")).direction == 1
+    assert Check(at_least, "x", Estimate(0.625, 0.625, 0.625, 8, "exact")).direction == -1
+    assert "≥ 0.75" in at_least.predicted()
 
 
-def test_qualified_claims_combine_most_and_any():
-    tests_ = [check("a", est(1, 2), 1), check("b", est(1, 3), 1), check("c", est(-1, 1), 1)]
-    assert judge(CLAIM, tests_, combine="most").outcome == SUPPORTED
-    assert judge(CLAIM, tests_, combine="all").outcome == INCONCLUSIVE
-    assert judge(CLAIM, [check("a", est(-2, -1), 1), check("b", est(0.5, 1), 1)], combine="any").outcome == SUPPORTED
+def test_a_test_rejects_what_it_cannot_read():
+    with pytest.raises(ValueError, match="kind"):
+        Test("x", 1, 0.0, "usually", 1.0)
+    with pytest.raises(ValueError, match="δ"):
+        Test("x", 1, 0.0, "better")  # a statistical test needs δ
+    with pytest.raises(ValueError, match="side"):
+        Test("x", 0, 0.0, "better", 1.0)
+
+
+def test_the_smallest_detectable_effect_follows_the_interval_width():
+    c = Check(BETTER, "x", est(1.0, 1.4))
+    assert c.detectable == pytest.approx(0.2 * (1.959964 + 0.841621) / 1.959964, rel=1e-5)
+
+
+@pytest.mark.parametrize("directions, how, outcome", [
+    ([1, 1, 1], "all", SUPPORTED), ([1, 1, 0], "all", INCONCLUSIVE), ([1, 1, -1], "all", NOT_SUPPORTED),
+    ([1, 1, -1], "majority", SUPPORTED), ([1, 0, 0], "majority", INCONCLUSIVE),
+    ([1, -1], "majority", INCONCLUSIVE), ([0, -1, -1], "majority", NOT_SUPPORTED), ([1, 0, -1], "majority",
+                                                                                      INCONCLUSIVE),
+    ([], "all", INCONCLUSIVE)])
+def test_how_a_part_combines_its_checks(directions, how, outcome):
+    assert combine(directions, how)[0] == outcome
     with pytest.raises(ValueError, match="combine"):
-        judge(CLAIM, tests_, combine="some")
+        combine(directions, "most")
 
 
-def test_a_claim_states_how_its_tests_combine():
-    """The combination is the claim's, stated before the numbers; ``judge`` applies it unless told otherwise."""
-    from dataclasses import replace
-
-    one_against = [check("a", est(1, 2), 1), check("b", est(1, 3), 1), check("c", est(-3, -2), 1)]
-    assert judge(CLAIM, one_against).outcome == NOT_SUPPORTED  # "all": any test against refutes
-    assert judge(replace(CLAIM, combine="majority"), one_against).outcome == SUPPORTED  # exceptions admitted
-    assert judge(replace(CLAIM, combine="most"), one_against).outcome == INCONCLUSIVE  # none may be against
-    assert judge(replace(CLAIM, combine="majority"), one_against, combine="all").outcome == NOT_SUPPORTED
-    with pytest.raises(ValueError, match="combine must be one of"):
-        replace(CLAIM, combine="usually")
+def _part(outcome, name="p"):
+    d = {SUPPORTED: 1, NOT_SUPPORTED: -1, INCONCLUSIVE: 0}[outcome]
+    c = Check(BETTER, name, est(1.5, 2.5) if d == 1 else est(-1.0, 0.5) if d == -1 else est(-1.0, 3.0))
+    return PartResult(name, "all", outcome, "r", (c,))
 
 
-def test_every_claims_rule_says_how_its_tests_combine():
-    """A rule's words and its combination agree: the reader reads the rule the verdict applies."""
-    from ncutils.book.claims import CLAIMS
-
-    for c in CLAIMS.values():
-        assert ("whatever the rest" in c.rule) == (c.combine == "majority"), c.key
-        if c.combine == "most":
-            assert "none against" in c.rule, c.key
-        if c.combine == "majority":  # exceptions are admitted only where the paper admits them, in its words
-            assert any(w in c.text + c.rule for w in ("generally", "various", "variety")), c.key
+def test_parts_combine_into_a_verdict_and_the_regime_comes_first():
+    claim = CLAIMS["table3_scl"]
+    assert verdict(claim, [_part(SUPPORTED), _part(SUPPORTED)]).outcome == SUPPORTED
+    assert verdict(claim, [_part(SUPPORTED), _part(NOT_SUPPORTED)]).outcome == NOT_SUPPORTED
+    assert verdict(claim, [_part(SUPPORTED), _part(INCONCLUSIVE)]).outcome == INCONCLUSIVE
+    out = verdict(claim, [_part(SUPPORTED)], regime=(False, "2 of 9 below 99.5%"))
+    assert out.outcome == INCONCLUSIVE and out.regime_met is False and "regime" in out.reason
 
 
-def test_a_verdict_carries_its_replication_on_two_halves_of_the_build():
-    assert halves_of(range(7)) == ([0, 2, 4, 6], [1, 3, 5])
-    a, b = halves_of(["m1", "m2"])
-    assert a == ["m1"] and b == ["m2"] and not set(a) & set(b)
-    full = judge(CLAIM, [check("r", est(-0.9, -0.4), -1)])
-    first, second = judge(CLAIM, [check("r", est(-0.9, -0.1), -1)]), judge(CLAIM, [check("r", est(-0.6, 0.2), -1)])
-    v = full.with_halves(first, second, split="models")
-    assert v.outcome == SUPPORTED and v.halves == (SUPPORTED, INCONCLUSIVE) and v.split == "models"
-    assert v.to_dict()["halves"] == [SUPPORTED, INCONCLUSIVE] and "each half of the models" in v._repr_markdown_()
-    other = Claim("y", "t", "w", "p", "r")
-    with pytest.raises(ValueError, match="judged by the rule of"):
-        full.with_halves(first, judge(other, []), split="models")
-    with pytest.raises(ValueError, match="name what the halves split"):
-        full.with_halves(first, second, split="")
+def test_the_headline_is_the_check_that_decided():
+    claim = CLAIMS["table3_scl"]
+    v = verdict(claim, [_part(SUPPORTED, "a"), _part(NOT_SUPPORTED, "b")])
+    assert v.headline().name == "b"
+    v = verdict(claim, [_part(SUPPORTED, "a"), _part(INCONCLUSIVE, "b")])
+    assert v.headline().name == "b"
 
 
-def test_verdicts_render_and_serialise():
-    v = judge(CLAIM, [check("r", est(-0.9, -0.4), -1)], regime=(True, "all at 100%"))
-    text = v._repr_markdown_()
-    assert "Verdict: supported" in text and "Rule:" in text and "[-0.9, -0.4]" in text
-    d = v.to_dict()
-    assert d["outcome"] == SUPPORTED and d["tests"][0]["direction"] == 1 and d["claim"]["where"] == "Section 3.2"
-    assert "Rule, fixed before the numbers" in CLAIM.show().data
+def test_a_verdict_round_trips_and_its_box_does_not_repeat_the_claim():
+    claim = CLAIMS["table3_scl"]
+    v = verdict(claim, [_part(SUPPORTED, "a"), _part(NOT_SUPPORTED, "b")], details="d", digest="abc")
+    v = v.with_halves(v, v, split="seeds")
+    back = Verdict.from_dict(v.to_dict())
+    assert back == v
+    box = v.markdown()
+    assert claim.text not in box and "Decided by" in box and "each half of the seeds" in box
 
 
-# --------------------------------------------------------------------------- the smallest effect that matters
-def _e(low, high):
-    return Estimate((low + high) / 2, low, high, 10, "test")
-
-
-def test_a_better_test_reads_delta_as_the_smallest_effect_that_matters():
-    def direction(low, high, sign=+1, threshold=0.0):
-        return check("s", _e(low, high), sign, threshold, delta=1.0).direction
-
-    assert direction(1.2, 2.0) == 1 and direction(0.2, 0.8) == 1  # an effect, the second smaller than δ
-    assert check("s", _e(0.2, 0.8), +1, delta=1.0).smaller_than_delta
-    assert not check("s", _e(1.2, 2.0), +1, delta=1.0).smaller_than_delta
-    assert direction(-0.5, 0.9) == -1  # any effect is smaller than δ: against
-    assert direction(-3.0, -2.0) == -1 and direction(-0.5, 1.5) == 0  # the other way; too wide to tell
-    assert direction(-0.8, -0.2, sign=-1) == 1 and direction(-0.9, 0.5, sign=-1) == -1  # mirrored
-    assert direction(0.55, 0.7, threshold=0.5) == 1 and direction(0.45, 1.6, threshold=0.5) == 0
-    # without δ only the threshold decides, as before
-    assert check("s", _e(-0.5, 0.9), +1).direction == 0 and check("s", _e(-0.5, -0.1), +1).direction == -1
-
-
-def test_a_comparable_test_is_an_equivalence_test_against_minus_delta():
-    def direction(low, high):
-        return check("s", _e(low, high), +1, comparable=True, delta=3.0).direction
-
-    assert direction(-2.0, 1.0) == 1 and direction(-5.0, -4.0) == -1 and direction(-4.0, 1.0) == 0
-
-
-def test_power_and_decisiveness_follow_the_interval_width():
-    narrow, wide = check("s", _e(-0.2, 0.6), +1, delta=1.0), check("s", _e(-2.0, 2.0), +1, delta=1.0)
-    assert narrow.power == pytest.approx(0.4 * (1.959964 + 0.841621) / 1.959964, rel=1e-5)
-    assert narrow.decisive and narrow.direction != 0  # narrower than δ: it always decides
-    assert not wide.decisive and wide.direction == 0
-    for low in (-1.5, -0.7, -0.3, 0.0, 0.1, 0.6, 1.3):  # every interval narrower than δ decides
-        assert check("s", _e(low, low + 0.9), +1, delta=1.0).direction != 0
-
-
-def test_judge_takes_each_tests_delta_from_the_claim_by_measure():
-    claim = Claim("k", "text", "where", "paper", "rule", deltas={"accuracy": 1.0, "correlation": 0.3})
-    v = judge(claim, [check("acc", _e(-0.4, 0.8), +1, measure="accuracy"),
-                      check("rho", _e(0.1, 0.6), +1, measure="correlation")])
-    assert [t.delta for t in v.tests] == [1.0, 0.3] and v.tests[0].direction == -1 and v.outcome == NOT_SUPPORTED
-    single = Claim("k", "text", "where", "paper", "rule", deltas={"accuracy": 2.0})
-    assert judge(single, [check("acc", _e(0.5, 1.5), +1)]).tests[0].delta == 2.0
-    with pytest.raises(ValueError, match="no smallest effect for 'fraction'"):
-        judge(claim, [check("f", _e(0.6, 0.9), +1, 0.5, measure="fraction")])
-    record = v.to_dict()["tests"][0]
-    assert record["delta"] == 1.0 and record["power"] > 0 and record["decisive"] is False
+def test_parts_are_named_in_the_rule_text():
+    p = Part("a part", (BETTER,), "majority")
+    assert "more than half" in p.describe_combination()
+    with pytest.raises(ValueError, match="combine"):
+        Part("x", (BETTER,), "most")

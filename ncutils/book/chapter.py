@@ -174,9 +174,9 @@ class Chapter:
 
     def claim(self, key: str):
         """Claim ``key`` of :mod:`ncutils.book.claims` with its rule, shown before the numbers that test it."""
-        from ncutils.book.claims import CLAIMS
+        from ncutils.book.rules import RULES
 
-        return CLAIMS[key].show()
+        return RULES[key].show()
 
     def source_models(self, groups: list[str] | None = None) -> list[dict]:
         """Every source model (``pretrain`` unit) the chapter's ``groups`` (default: all) use, directly or
@@ -199,17 +199,6 @@ class Chapter:
                          "epochs": c["epochs"] + int(r.get("extra_epochs") or 0), "lr": c["lr"], "seed": c["seed"],
                          "source NC1": r["source_nc1"], "train_accuracy": r["train_accuracy"], "key": u.key})
         return self.put("source_models", rows)
-
-    def regime(self, accuracies: list[float], what: str = "source models") -> tuple[bool, str]:
-        """``(met, evidence)`` of the terminal-phase precondition over the training ``accuracies`` (in %)."""
-        from ncutils.book.claims import TERMINAL
-
-        low = [a for a in accuracies if a is None or a < TERMINAL]
-        shown = min((a for a in accuracies if a is not None), default=float("nan"))
-        if low:
-            return False, (f"{len(low)} of {len(accuracies)} {what} below {TERMINAL:g}% training accuracy "
-                           f"(lowest {shown:.2f}%).")
-        return True, f"all {len(accuracies)} {what} at {TERMINAL:g}% training accuracy or more (lowest {shown:.2f}%)."
 
     def to_dict(self) -> dict:
         return json.loads(json.dumps(self._record))
@@ -258,6 +247,18 @@ class Chapter:
 
         return scale_note(self.profile, details, dry_run=self.params.get("dry_run") or False,
                           overrides=self.overrides)
+
+
+def setting_of(unit: Unit, label: str) -> str:
+    """The pre-training setting of the network a probe, few-shot or score unit reads: its source model's
+    configuration without the seed, so that models which differ only by their seed share it (the independent
+    unit of the correlation rules); a public network (no source model) is its own setting, ``label``."""
+    from ncutils.book import networks
+
+    src = networks.source_of(unit.config.get("backbone"))
+    if src is None:
+        return label
+    return json.dumps({k: v for k, v in canonical(src.config).items() if k != "seed"}, sort_keys=True, default=str)
 
 
 def _label(k: Any) -> str:

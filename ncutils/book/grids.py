@@ -236,15 +236,20 @@ def chapter5(p: Profile, q: Mapping[str, Any]) -> Grid:
     # the TMLR version's sizes (Fig. 8 there); sizes shared with ft_sizes are the same units
     fig11_tmlr = {(m, n): finetune_unit(p, q, arch, m, name, block=table3_block(q, arch), per_class=n)
                   for n in q.get("ft_sizes_tmlr") or [] for m in q["ft_methods"]}
-    # Fig. 11's verdict: SCL FT and full FT at the two smallest sizes, replicated over ft_scarce_seeds (each seed
-    # its own source model, subset and fine-tuning run; the chapter's seed gives the fig11 units themselves)
+    # Fig. 11's verdict: Layer FT, SCL FT and full FT at the two smallest sizes, replicated over ft_scarce_seeds
+    # (each seed its own source model, subset and fine-tuning run; the chapter's seed gives the fig11 units)
     smallest = sorted(q["ft_sizes"])[:2]
     fig11_seeds = {(m, n, s): finetune_unit(p, q, arch, m, name, block=table3_block(q, arch), per_class=n, seed=s)
-                   for n in smallest for m in ("scl", "full") if m in q["ft_methods"]
+                   for n in smallest for m in ("layer", "scl", "full") if m in q["ft_methods"]
                    for s in q.get("ft_scarce_seeds") or [q["seed"]]}
+    # Table 3's verdicts: every cell replicated over ft_table3_seeds (each seed its own source model, subset and
+    # run); the chapter's seed is the table3 unit itself
+    table3_seeds = {(arch, name, m, s): table3[(arch, name, m)] if s == q["seed"] else
+                    finetune_unit(p, q, arch, m, name, block=table3_block(q, arch), seed=s)
+                    for arch, name, m in table3 for s in q.get("ft_table3_seeds") or [q["seed"]]}
     cells = Unit("param_percentages", {"cells": list(published.percentage_cells())})
-    return {"percentages": {"cells": cells}, "table3": table3, "blocks": blocks, "fig11": fig11,
-            "fig11_tmlr": fig11_tmlr, "fig11_seeds": fig11_seeds}
+    return {"percentages": {"cells": cells}, "table3": table3, "table3_seeds": table3_seeds, "blocks": blocks,
+            "fig11": fig11, "fig11_tmlr": fig11_tmlr, "fig11_seeds": fig11_seeds}
 
 
 def chapter6(p: Profile, q: Mapping[str, Any]) -> Grid:

@@ -1,313 +1,394 @@
-"""Verdicts: a claim of the paper, a rule fixed before the numbers, a statistic with its interval, an outcome.
+"""Verdicts: a claim of the paper, a rule fixed before the numbers, statistics with intervals, an outcome.
 
-A chapter states each claim as a :class:`Claim` **before** computing anything: the paper's words with
-their own qualification ("usually", "on a variety of datasets"), where the paper says it and what it
-printed, the regime the claim is about (e.g. source models at the terminal phase of training), and
-the rule that will decide it, with the **smallest effect that matters** for each kind of statistic
-(``Claim.deltas``: δ in the statistic's own units, e.g. 1 accuracy point, 0.3 of a correlation). After the
-experiments, :func:`judge` applies the rule to 95% intervals (:class:`ncutils.stats.Estimate`). A test
-predicts a statistic on one side of a threshold and reads its interval in one of two ways:
+This module holds the vocabulary every rule (:mod:`ncutils.book.rules`) speaks and the one renderer of a verdict;
+the rules themselves, what they compute from a chapter's evidence, live in :mod:`ncutils.book.rules`.
 
-*better* (the default)
-    as predicted when the whole interval lies beyond the threshold on the predicted side; **against** when it
-    lies short of threshold + δ (on the predicted side), i.e. any effect is smaller than what would matter or
-    points the other way; undecided otherwise. An interval beyond the threshold but within δ of it reads
-    *as predicted*: the effect is there, smaller than δ, and the test says so.
-*comparable or better* (``comparable=True``, an equivalence test)
-    as predicted when the interval lies beyond threshold − δ; against when it lies short of threshold − δ;
-    undecided otherwise.
+**How a test reads its interval.** A :class:`Test` predicts a statistic on one side of a threshold (``sign``
++1: above, -1: below) and names **δ, the smallest effect that matters**, in the statistic's own units. Let
+``[lo, hi]`` be the 95% interval of the effect *in the predicted direction beyond the threshold* (for a
+prediction "below 0", an interval [-0.6, -0.2] of ρ is the effect [0.2, 0.6]). By the claim's wording a
+test is one of four kinds:
 
-Each test also states its **power**: the smallest true effect this build would detect with 80%
-probability, (z₀.₉₇₅ + z₀.₈₀) / z₀.₉₇₅ ≈ 1.43 times the interval's half-width. A test whose interval is
-narrower than δ always decides (as predicted or against); so *undecided* means "this build cannot tell",
-never "the effect is small".
+``better`` ("A is better than B", "falls", "correlates")
+    *as predicted* when ``lo > 0`` and ``hi >= δ``: an effect in the predicted direction that may well matter.
+    *Against* when ``hi < δ``: the interval rules out every effect that matters, whether it lies below 0, on
+    both sides of 0, or inside (0, δ) (a real effect too small to matter counts against a claim that one thing
+    is better than another, as precision never turns a negligible effect into support). *Undecided*
+    otherwise.
+``substantial`` ("substantial gains", "a surrogate of")
+    *as predicted* when ``lo > δ``: the whole interval is an effect that matters. *Against* when
+    ``hi < δ``: an interval inside (0, δ) is a real but insubstantial effect, and reads against a claim of
+    substance. *Undecided* otherwise.
+``comparable`` ("comparable or better", "matches or beats")
+    *as predicted* when ``lo > -δ`` (at worst δ short of the threshold); *against* when ``hi < -δ``.
+``exact`` (a count or a closed form, no sampling error; δ is not used)
+    *as predicted* when the value lies on the predicted side of the threshold or on it ("at least", "at
+    most"), *against* otherwise.
 
-Three outcomes:
+An interval that is undefined (too few independent units, see :data:`ncutils.stats.MIN_UNITS`) is
+*undecided*: a test never decides on an interval that leaves out the variance between the units that were
+replicated. Each test also states its **smallest detectable effect**: the distance from the threshold a true
+effect must have to be detected with 80% probability, about 1.43 half-widths of its interval.
 
-``supported``
-    the run is in the claim's regime and the rule's tests come out as the claim predicts;
-``not supported``
-    the run is in the regime and the tests contradict the claim;
-``inconclusive``
-    the regime's precondition fails (e.g. a source model below 99.5% training accuracy), or the
-    intervals are too wide to decide: this run cannot tell (its power says what it could have seen).
+**How tests combine.** A rule has one or more *parts* (sub-claims judged separately, e.g. "SCL FT beats Layer
+FT" and "SCL FT is comparable to full FT"). A part's tests combine as the paper qualifies the claim:
+
+``all`` (a claim stated without qualification)
+    supported when every test is as predicted; not supported when any is against; else inconclusive.
+``majority`` (the paper admits exceptions: "generally", "on various datasets")
+    supported when more than half of the tests are as predicted; not supported when more than half are
+    against; else inconclusive (with two tests, one each way is inconclusive).
+
+A verdict is **supported** when every part is, **not supported** when any part is not, and **inconclusive**
+otherwise, or whenever the run is not in the regime the claim is about (its precondition, e.g. source models
+at the terminal phase of training, fails): then it cannot test the claim.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
-
-from IPython.display import Markdown
 
 from ncutils.stats import Estimate
 
-__all__ = ["COMBINE", "INCONCLUSIVE", "NOT_SUPPORTED", "POWER_FACTOR", "SUPPORTED", "Claim", "Check", "Verdict",
-           "check", "halves_of", "judge"]
+__all__ = ["COMBINE", "INCONCLUSIVE", "KINDS", "NOT_SUPPORTED", "OUTCOMES", "SUPPORTED", "TERMINAL", "Check", "Claim",
+           "Part",
+           "PartResult", "Test", "Verdict", "combine", "detectable_factor", "verdict"]
 
 SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE = "supported", "not supported", "inconclusive"
-#: The ways a rule's tests combine into a verdict (see :func:`judge`).
-COMBINE = ("all", "most", "majority", "any")
+#: The terminal phase of training, the regime of the claims about pre-trained (source) models (% training accuracy).
+TERMINAL = 99.5
+OUTCOMES = (SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE)
+#: How a part's tests combine into its outcome (see the module docstring).
+COMBINE = ("all", "majority")
+#: How a test reads its interval (see the module docstring).
+KINDS = ("better", "substantial", "comparable", "exact")
 _STYLE = {SUPPORTED: "tip", NOT_SUPPORTED: "warning", INCONCLUSIVE: "note"}
+_MARK = {1: "as predicted", -1: "against", 0: "undecided"}
+
+
+def detectable_factor(level: float = 0.95, power: float = 0.8) -> float:
+    """(z_(1-α/2) + z_power) / z_(1-α/2): a true effect this many interval half-widths from the threshold is
+    detected with probability ``power`` by a two-sided ``level`` interval (about 1.43 for 95% and 80%)."""
+    from scipy.stats import norm
+
+    za = float(norm.ppf(0.5 + level / 2))
+    return (za + float(norm.ppf(power))) / za
+
+
+_DETECTABLE = detectable_factor()
 
 
 @dataclass(frozen=True)
 class Claim:
-    """A claim of the paper, stated before the numbers.
-
-    Attributes
-    ----------
-    key : short identifier, unique in the book (e.g. ``"table1"``)
-    text : the claim in the paper's own qualification
-    where : where the paper makes it (``"Section 3.1, Table 1"``)
-    paper : what the paper printed in support (numbers, or the figure's shape in words)
-    rule : how this book decides it: the statistics, their thresholds, and how tests combine
-    regime : the conditions the claim is about, checked in the run (``""``: none)
-    deltas : the smallest effect that matters, by the measure a test names (``check(..., measure=...)``), e.g.
-        ``{"accuracy": 1.0, "correlation": 0.3}``; empty for claims checked exactly (no sampling error)
-    short : a name of a few words, for the claims page's forest plot and the chapters' opening summaries
-        (``""``: the claim is named by ``where``)
-    combine : how the rule's tests combine into a verdict (:func:`judge`), read from the paper's qualification:
-        ``"all"`` for a claim stated without one, ``"majority"`` where the paper admits exceptions
-        ("generally", "on various datasets"), ``"most"`` (as predicted in most tests, none against)
-    """
+    """A claim of the paper, stated before the numbers: ``text`` in the paper's own qualification, ``where`` the
+    paper makes it, what it printed (``paper``), the ``regime`` the claim is about (``""``: none), the chapter
+    that tests it, a ``short`` name for tables and plots, and a ``note`` the reader should see beside the
+    verdict (``""``: none). How it is decided is its rule, :data:`ncutils.book.rules.RULES` under the same key
+    (which shows the claim with the rule's words, :meth:`ncutils.book.rules.Rule.show`)."""
 
     key: str
     text: str
     where: str
     paper: str
-    rule: str
     regime: str = ""
     chapter: int = 0
-    deltas: Mapping[str, float] = field(default_factory=dict)
     short: str = ""
-    combine: str = "all"
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Test:
+    """One statistic a rule tests, as the rule states it before the numbers.
+
+    ``statistic`` and ``per`` say what is computed and over what ("Spearman ρ between downstream NC1 and
+    transfer accuracy", "each downstream set"); ``units`` the independent unit its interval resamples or
+    models, ``interval`` how; ``sign``, ``threshold``, ``kind`` and ``delta`` how the interval reads (module
+    docstring); ``measure`` the statistic's units in words.
+    """
+
+    __test__ = False  # a rule's test, not a pytest test class
+
+    statistic: str
+    sign: int
+    threshold: float = 0.0
+    kind: str = "better"
+    delta: float | None = None
+    units: str = ""
+    interval: str = ""
+    per: str = ""
+    measure: str = ""
 
     def __post_init__(self):
-        if self.combine not in COMBINE:
-            raise ValueError(f"claim {self.key!r}: combine must be one of {COMBINE}; got {self.combine!r}.")
+        if self.sign not in (-1, 1):
+            raise ValueError(f"a test predicts a side: sign -1 or +1; got {self.sign!r}.")
+        if self.kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}; got {self.kind!r}.")
+        if (self.kind == "exact") != (self.delta is None):
+            raise ValueError("an exact test has no δ, and every other test needs one.")
+        if self.delta is not None and self.delta <= 0:
+            raise ValueError(f"δ is a positive effect size; got {self.delta}.")
 
-    def delta(self, measure: str | None) -> float | None:
-        """δ of ``measure`` (``None``: the claim's only measure, if it has exactly one)."""
-        if measure is None:
-            return next(iter(self.deltas.values())) if len(self.deltas) == 1 else None
-        if measure not in self.deltas:
-            raise ValueError(f"claim {self.key!r} names no smallest effect for {measure!r}; it has "
-                             f"{sorted(self.deltas) or 'none'}.")
-        return self.deltas[measure]
+    def predicted(self) -> str:
+        """The prediction in symbols, e.g. "> 0 (δ = 1)" or "> -3, comparable or better"."""
+        side = ">" if self.sign > 0 else "<"
+        t = self.threshold
+        if self.kind == "exact":
+            return f"{'≥' if self.sign > 0 else '≤'} {t:g} (exact)"
+        if self.kind == "comparable":
+            return f"{side} {t - self.sign * self.delta:g} (within δ = {self.delta:g} of {t:g}: comparable or better)"
+        if self.kind == "substantial":
+            return f"{side} {t + self.sign * self.delta:g} (substantial: beyond δ = {self.delta:g})"
+        return f"{side} {t:g} (δ = {self.delta:g})"
 
-    def effects(self) -> str:
-        """The smallest effects that matter, in words (``""`` when the claim is checked exactly)."""
-        return "; ".join(f"{m} {d:g}" for m, d in self.deltas.items())
-
-    def show(self) -> Markdown:
-        """The claim and its rule as a box, for the notebook cell that states them before the experiment."""
-        regime = f"\n\n**Regime:** {self.regime}" if self.regime else ""
-        delta = (f"\n\n**Smallest effect that matters (δ):** {self.effects()}. A test comes out against the claim "
-                 "when its interval rules out any effect of at least δ in the predicted direction.") \
-            if self.deltas else ""
-        return Markdown(f":::{{admonition}} Claim ({self.where})\n:class: seealso\n\n{self.text}\n\n"
-                        f"**Paper:** {self.paper}\n\n**Rule, fixed before the numbers:** {self.rule}{delta}{regime}"
-                        "\n:::")
-
-
-#: (z_0.975 + z_0.80) / z_0.975: a true effect this many interval half-widths from the threshold is detected
-#: with 80% probability by a two-sided 95% interval.
-POWER_FACTOR = (1.959963984540054 + 0.8416212335729143) / 1.959963984540054
+    def describe(self) -> str:
+        """The test in words, generated from its own parameters."""
+        per = f"for {self.per}, " if self.per else ""
+        how = "; ".join(x for x in (f"independent unit: {self.units}" if self.units else "",
+                                    f"95% interval: {self.interval}" if self.interval else "") if x)
+        return f"{per}{self.statistic} {self.predicted()}" + (f" ({how})" if how else "")
 
 
 @dataclass(frozen=True)
 class Check:
-    """One statistic and its predicted side: ``sign`` -1 (below ``threshold``) or +1 (above), read with the
-    smallest effect that matters ``delta`` (``None``: the threshold alone decides) as *better* or, with
-    ``comparable``, as *comparable or better* (see the module docstring)."""
+    """A :class:`Test` computed on this run's evidence: ``name`` (what exactly, e.g. which set) and its estimate."""
 
+    test: Test
     name: str
     estimate: Estimate
-    sign: int
-    threshold: float = 0.0
-    delta: float | None = None
-    comparable: bool = False
-    measure: str | None = None
 
     def _oriented(self) -> tuple[float, float]:
-        """The interval as effects in the predicted direction beyond the threshold: ``(low, high)``."""
-        e, t = self.estimate, self.threshold
-        a, b = self.sign * (e.low - t), self.sign * (e.high - t)
+        """The interval as effects in the predicted direction beyond the threshold: ``(lo, hi)``."""
+        e, t, s = self.estimate, self.test.threshold, self.test.sign
+        a, b = s * (e.low - t), s * (e.high - t)
         return min(a, b), max(a, b)
 
     @property
     def direction(self) -> int:
-        """+1: as predicted; -1: against (beyond the other side, or short of δ); 0: undecided."""
+        """+1: as predicted; -1: against; 0: undecided (module docstring)."""
+        kind, d = self.test.kind, self.test.delta
+        if kind == "exact":
+            v = self.test.sign * (self.estimate.value - self.test.threshold)
+            return 0 if v != v else (1 if v >= 0 else -1)
         e = self.estimate
-        if e.low != e.low or e.high != e.high:  # NaN interval: undefined
+        if not (math.isfinite(e.low) and math.isfinite(e.high)) and (e.low != e.low or e.high != e.high):
             return 0
         lo, hi = self._oriented()
-        d = self.delta or 0.0
-        if self.comparable:
+        if kind == "comparable":
             return 1 if lo > -d else (-1 if hi < -d else 0)
-        if lo > 0:
-            return 1
-        return -1 if hi < d or (self.delta is None and hi < 0) else 0
+        if kind == "substantial":
+            return 1 if lo > d else (-1 if hi < d else 0)
+        return -1 if hi < d else (1 if lo > 0 else 0)
 
     @property
-    def smaller_than_delta(self) -> bool:
-        """As predicted, but the whole interval lies within δ of the threshold: a real effect, smaller than δ."""
-        return bool(self.direction == 1 and not self.comparable and self.delta is not None
-                    and self._oriented()[1] < self.delta)
+    def negligible(self) -> bool:
+        """A *better* test against because its whole interval lies inside (0, δ): an effect too small to matter."""
+        lo, hi = self._oriented()
+        return bool(self.test.kind == "better" and lo > 0 and hi < self.test.delta)
 
     @property
-    def power(self) -> float:
-        """The smallest effect (from the threshold, in the statistic's units) this build detects with 80%
-        probability: :data:`POWER_FACTOR` times the interval's half-width (``inf`` for an undefined interval)."""
+    def detectable(self) -> float:
+        """The smallest effect (from the threshold, in the statistic's units) this run detects with 80%
+        probability: about 1.43 times the interval's half-width (``inf`` without an interval, 0 for an exact
+        test)."""
+        if self.test.kind == "exact":
+            return 0.0
+        half = (self.estimate.high - self.estimate.low) / 2
+        return float(_DETECTABLE * half) if math.isfinite(half) else math.inf
+
+    def shown(self) -> str:
+        """The estimate with its 95% interval, or what stands in its place (exact; no spread; no interval)."""
         e = self.estimate
-        half = (e.high - e.low) / 2
-        return float(POWER_FACTOR * half) if math.isfinite(half) else math.inf
-
-    @property
-    def decisive(self) -> bool:
-        """Whether this build decides a *better* test whatever the truth: its interval is narrower than δ (an
-        interval that narrow cannot both reach below the threshold and beyond threshold + δ)."""
-        e = self.estimate
-        return bool(self.delta is not None and not self.comparable and math.isfinite(e.high - e.low)
-                    and e.high - e.low < self.delta)
+        if not math.isfinite(e.value):
+            return "not computed"
+        if self.test.kind == "exact":
+            return f"{e.value:.4g} (exact)"
+        if not (math.isfinite(e.low) and math.isfinite(e.high)):
+            return f"{e.value:.3g} (no interval: {e.method.split(': ', 1)[-1]})"
+        if math.isclose(e.low, e.high, rel_tol=1e-6, abs_tol=1e-9):
+            return f"{e.value:.3g} (no spread over its {e.n} independent units: an interval of zero width)"
+        return f"{e.value:.3g} [{e.low:.3g}, {e.high:.3g}]"
 
     def describe(self) -> str:
-        side = ">" if self.sign > 0 else "<"
-        mark = {1: "as predicted", -1: "against the prediction", 0: "undecided"}[self.direction]
-        if self.smaller_than_delta:
-            mark += ", smaller than δ"
-        rule = f"{side} {self.threshold - self.sign * (self.delta or 0):g}, comparable or better" \
-            if self.comparable else f"{side} {self.threshold:g}"
-        extra = "" if self.delta is None else f", δ = {self.delta:g}, power {self.power:.2g}"
-        e = self.estimate
-        exact = math.isfinite(e.low) and math.isfinite(e.high) and math.isclose(e.low, e.high, rel_tol=1e-9,
-                                                                                abs_tol=1e-12)
-        shown = f"{e.value:.3g} (exact)" if exact else str(e)  # a zero-width interval is no interval
-        return f"{self.name} = {shown} (predicted {rule}{extra}; {mark})"
+        """One line for a verdict box: the statistic, its interval, the prediction and how it came out."""
+        shown = self.shown()
+        mark = _MARK[self.direction] + (" (negligible: the whole interval lies inside (0, δ))" if self.negligible
+                                        else "")
+        extra = "" if self.test.kind == "exact" or not math.isfinite(self.detectable) else \
+            f"; smallest detectable effect {self.detectable:.2g}"
+        return f"{self.name} = {shown}: predicted {self.test.predicted()}{extra}; **{mark}**"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"test": asdict(self.test), "name": self.name, "estimate": self.estimate.to_dict(),
+                "direction": self.direction, "negligible": self.negligible,
+                "detectable": self.detectable if math.isfinite(self.detectable) else None}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Check:
+        return cls(Test(**d["test"]), d["name"], Estimate(**d["estimate"]))
 
 
-def halves_of(items: Sequence) -> tuple[list, list]:
-    """``items`` (in a fixed order) dealt into two disjoint halves, alternately: the odd and the even ones. The
-    same rule applied to each gives a verdict's replication inside the build (:meth:`Verdict.with_halves`)."""
-    items = list(items)
-    return items[0::2], items[1::2]
+@dataclass(frozen=True)
+class Part:
+    """A sub-claim of a rule, judged on its own: its ``tests`` (specs) and how their checks ``combine``."""
+
+    name: str
+    tests: tuple[Test, ...]
+    combine: str = "all"
+
+    def __post_init__(self):
+        if self.combine not in COMBINE:
+            raise ValueError(f"part {self.name!r}: combine must be one of {COMBINE}; got {self.combine!r}.")
+
+    def describe_combination(self) -> str:
+        if self.combine == "all":
+            return "supported when every test is as predicted; not supported when any is against"
+        return ("supported when more than half of the tests are as predicted, whatever the rest (the paper admits "
+                "exceptions); not supported when more than half are against")
 
 
-def check(name: str, estimate: Estimate, sign: int, threshold: float = 0.0, *, measure: str | None = None,
-          comparable: bool = False, delta: float | None = None) -> Check:
-    """A :class:`Check`: statistic ``name`` predicted above (``sign=+1``) or below (``-1``) ``threshold``.
+def combine(directions: Sequence[int], how: str) -> tuple[str, str]:
+    """The outcome of one part from its checks' directions, and the reason in words."""
+    if how not in COMBINE:
+        raise ValueError(f"combine must be one of {COMBINE}; got {how!r}.")
+    n = len(directions)
+    if n == 0:
+        return INCONCLUSIVE, "no test could be computed"
+    pos, neg = list(directions).count(1), list(directions).count(-1)
+    if how == "all":
+        outcome = SUPPORTED if pos == n else NOT_SUPPORTED if neg else INCONCLUSIVE
+    else:
+        outcome = SUPPORTED if pos > n / 2 else NOT_SUPPORTED if neg > n / 2 else INCONCLUSIVE
+    return outcome, f"{pos} of {n} as predicted, {neg} against, {n - pos - neg} undecided"
 
-    ``measure`` names the claim's smallest effect that applies (:attr:`Claim.deltas`; :func:`judge` fills
-    ``delta`` from it, or from the claim's only one); ``comparable`` reads it as *comparable or better*.
-    """
-    if sign not in (-1, 1):
-        raise ValueError(f"sign must be +1 (above) or -1 (below); got {sign}.")
-    if delta is not None and not delta > 0:
-        raise ValueError(f"the smallest effect that matters is positive; got {delta}.")
-    return Check(name, estimate, sign, threshold, delta, comparable, measure)
+
+@dataclass(frozen=True)
+class PartResult:
+    """A part's outcome on this run: its checks and why it came out so."""
+
+    name: str
+    combine: str
+    outcome: str
+    reason: str
+    checks: tuple[Check, ...]
+
+    def decisive(self) -> Check | None:
+        """The check that speaks for the part's outcome: the first against it when not supported, the first
+        as predicted when supported, else the first undecided one."""
+        want = {SUPPORTED: 1, NOT_SUPPORTED: -1, INCONCLUSIVE: 0}[self.outcome]
+        return next((c for c in self.checks if c.direction == want), self.checks[0] if self.checks else None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "combine": self.combine, "outcome": self.outcome, "reason": self.reason,
+                "checks": [c.to_dict() for c in self.checks]}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> PartResult:
+        return cls(d["name"], d["combine"], d["outcome"], d["reason"], tuple(Check.from_dict(c) for c in d["checks"]))
 
 
-@dataclass
+@dataclass(frozen=True)
 class Verdict:
-    """The outcome of a claim in this run, with its evidence."""
+    """The outcome of a claim's rule on one run's evidence: the parts and their checks, the regime, a short
+    ``details`` line, the same rule's outcomes on the two halves of the independent units (``halves``, split by
+    ``split``), and the ``digest`` of the rule that decided it (:mod:`ncutils.book.rule_history`)."""
 
     claim: Claim
     outcome: str
-    tests: list[Check] = field(default_factory=list)
-    reason: str = ""
+    reason: str
+    parts: tuple[PartResult, ...] = ()
     regime_met: bool | None = None
     regime_evidence: str = ""
     details: str = ""
-    #: replication inside the build: the outcomes of the same rule on two disjoint halves of what the tests range
-    #: over (``split`` names it: "models", "episodes", ...); empty where the claim is not split
     halves: tuple[str, ...] = ()
     split: str = ""
+    digest: str = ""
+
+    def __post_init__(self):
+        if self.outcome not in OUTCOMES:
+            raise ValueError(f"outcome must be one of {OUTCOMES}; got {self.outcome!r}.")
+
+    @property
+    def checks(self) -> list[Check]:
+        return [c for p in self.parts for c in p.checks]
+
+    def headline(self) -> Check | None:
+        """The check that decided the verdict: of the part that decided it (the first not supported one when
+        the claim is not supported, the first inconclusive one when it is inconclusive)."""
+        for p in self.parts:
+            if p.outcome == self.outcome or self.outcome == SUPPORTED:
+                return p.decisive()
+        return self.parts[0].decisive() if self.parts else None
+
+    def with_halves(self, first: Verdict, second: Verdict, split: str) -> Verdict:
+        if not split:
+            raise ValueError("name the independent units the halves split (e.g. 'settings').")
+        return replace(self, halves=(first.outcome, second.outcome), split=split)
 
     def to_dict(self) -> dict[str, Any]:
         return {"claim": asdict(self.claim), "outcome": self.outcome, "reason": self.reason,
-                "regime_met": self.regime_met, "regime_evidence": self.regime_evidence, "details": self.details,
-                "halves": list(self.halves), "split": self.split,
-                "tests": [{"name": t.name, "sign": t.sign, "threshold": t.threshold, "direction": t.direction,
-                           "delta": t.delta, "comparable": t.comparable, "measure": t.measure,
-                           "power": t.power if math.isfinite(t.power) else None, "decisive": t.decisive,
-                           "smaller_than_delta": t.smaller_than_delta, **t.estimate.to_dict()}
-                          for t in self.tests]}
+                "parts": [p.to_dict() for p in self.parts], "regime_met": self.regime_met,
+                "regime_evidence": self.regime_evidence, "details": self.details, "halves": list(self.halves),
+                "split": self.split, "digest": self.digest}
 
-    def with_halves(self, first: Verdict, second: Verdict, split: str) -> Verdict:
-        """This verdict with the outcomes of the same rule on two disjoint halves of the ``split`` (e.g. the odd and
-        the even models): whether the verdict replicates inside the build, on half the evidence each."""
-        for h in (first, second):
-            if h.claim.key != self.claim.key:
-                raise ValueError(f"a half of claim {self.claim.key!r} is judged by the rule of {h.claim.key!r}.")
-        if not split:
-            raise ValueError("name what the halves split (e.g. 'models', 'episodes').")
-        return replace(self, halves=(first.outcome, second.outcome), split=split)
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Verdict:
+        return cls(Claim(**d["claim"]), d["outcome"], d["reason"], tuple(PartResult.from_dict(p) for p in d["parts"]),
+                   d.get("regime_met"), d.get("regime_evidence", ""), d.get("details", ""), tuple(d.get("halves", ())),
+                   d.get("split", ""), d.get("digest", ""))
 
-    def summary(self) -> str:
-        """The first test's statistic and interval, for the claims page."""
-        return self.tests[0].describe() if self.tests else self.details
-
-    def _repr_markdown_(self) -> str:
-        lines = [f":::{{admonition}} Verdict: {self.outcome} ({self.claim.where})", f":class: {_STYLE[self.outcome]}",
-                 "", f"**Claim:** {self.claim.text}", "", f"**Paper:** {self.claim.paper}", "",
-                 f"**Rule:** {self.claim.rule}", ""]
-        if self.claim.regime:
+    def markdown(self) -> str:
+        """The verdict as a MyST admonition (the one renderer of a verdict: chapters and the claims page use it)."""
+        c = self.claim
+        lines = [f":::{{admonition}} Verdict: {self.outcome} ({c.short or c.where})", f":class: {_STYLE[self.outcome]}",
+                 ""]
+        head = self.headline()
+        if head is not None:
+            lines += [f"**Decided by:** {head.describe()}", ""]
+        if c.regime:
             met = {True: "met", False: "not met", None: "not measured"}[self.regime_met]
-            lines += [f"**Regime** ({met}): {self.claim.regime} {self.regime_evidence}".rstrip(), ""]
-        if self.tests:
-            lines += ["**This run:**", ""] + [f"- {t.describe()}" for t in self.tests] + [""]
+            lines += [f"**Regime** ({met}): {self.regime_evidence or c.regime}", ""]
+        for p in self.parts:
+            title = f"**{p.name}**: {p.outcome} ({p.reason})" if len(self.parts) > 1 else \
+                f"**Tests** ({p.reason}):"
+            lines += [title, ""] + [f"- {ch.describe()}" for ch in p.checks] + [""]
         if self.details:
             lines += [self.details, ""]
         if self.halves:
             lines += [f"**Inside this build:** the same rule on each half of the {self.split}: "
                       + " and ".join(self.halves) + ".", ""]
+        if c.note:
+            lines += [f"**Note:** {c.note}", ""]
         lines += [f"**Outcome:** {self.outcome}. {self.reason}".rstrip(), ":::"]
         return "\n".join(lines)
 
+    def _repr_markdown_(self) -> str:
+        return self.markdown()
 
-def judge(claim: Claim, tests: Sequence[Check], *, combine: str | None = None,
-          regime: tuple[bool, str] | None = None, details: str = "") -> Verdict:
-    """Apply ``claim``'s rule: combine the tests' directions, after checking the regime.
 
-    ``combine`` (default: the claim's own, :attr:`Claim.combine`):
-
-    * ``"all"``: supported when every test comes out as predicted; not supported when any comes out against;
-    * ``"most"``: supported when more than half come out as predicted and none against; not supported when
-      more than half come out against;
-    * ``"majority"``: supported when more than half come out as predicted, whatever the rest; not supported
-      when more than half come out against;
-    * ``"any"``: supported when at least one comes out as predicted; not supported when all come out against.
-
-    Anything else is inconclusive.
-    ``regime`` is ``(met, evidence)``; a regime that is not met makes the verdict inconclusive.
-    """
-    combine = claim.combine if combine is None else combine
-    if combine not in COMBINE:
-        raise ValueError(f"combine must be one of {COMBINE}; got {combine!r}.")
+def verdict(claim: Claim, parts: Sequence[PartResult], *, regime: tuple[bool | None, str] | None = None,
+            details: str = "", digest: str = "") -> Verdict:
+    """Combine parts into a verdict (module docstring); a regime that is not met makes it inconclusive."""
     met, evidence = regime if regime is not None else (None, "")
-    tests = [t if t.delta is not None else replace(t, delta=claim.delta(t.measure)) for t in tests]
-    dirs = [t.direction for t in tests]
-    n = len(dirs)
+    outcomes = [p.outcome for p in parts]
     if met is False:
-        return Verdict(claim, INCONCLUSIVE, list(tests), "The run is not in the regime the claim is about, so it "
-                       "cannot test it.", False, evidence, details)
-    if n == 0:
-        return Verdict(claim, INCONCLUSIVE, [], "No test could be computed.", met, evidence, details)
-    pos, neg = dirs.count(1), dirs.count(-1)
-    if combine == "all":
-        outcome = SUPPORTED if pos == n else NOT_SUPPORTED if neg else INCONCLUSIVE
-    elif combine == "most":
-        outcome = SUPPORTED if pos > n / 2 and not neg else NOT_SUPPORTED if neg > n / 2 else INCONCLUSIVE
-    elif combine == "majority":
-        outcome = SUPPORTED if pos > n / 2 else NOT_SUPPORTED if neg > n / 2 else INCONCLUSIVE
+        return Verdict(claim, INCONCLUSIVE, "The run is not in the regime the claim is about, so it cannot test it.",
+                       tuple(parts), False, evidence, details, digest=digest)
+    if not parts:
+        return Verdict(claim, INCONCLUSIVE, "No test could be computed.", (), met, evidence, details, digest=digest)
+    if all(o == SUPPORTED for o in outcomes):
+        outcome = SUPPORTED
+    elif NOT_SUPPORTED in outcomes:
+        outcome = NOT_SUPPORTED
     else:
-        outcome = SUPPORTED if pos else NOT_SUPPORTED if neg == n else INCONCLUSIVE
-    reason = {SUPPORTED: f"{pos} of {n} tests as predicted, none against." if not neg else
-              f"{pos} of {n} tests as predicted, {neg} against.",
-              NOT_SUPPORTED: f"{neg} of {n} tests against the prediction.",
-              INCONCLUSIVE: f"{pos} of {n} tests as predicted, {neg} against, {n - pos - neg} undecided: the "
-                            "intervals are too wide to decide at this scale."}[outcome]
-    return Verdict(claim, outcome, list(tests), reason, met, evidence, details)
+        outcome = INCONCLUSIVE
+    if len(parts) == 1:
+        reason = parts[0].reason[0].upper() + parts[0].reason[1:] + "."
+    else:
+        reason = "; ".join(f"{p.name}: {p.outcome}" for p in parts) + "."
+    if outcome == INCONCLUSIVE and met is not False:
+        reason += " The intervals are too wide, or too few independent units were replicated, to decide."
+    return Verdict(claim, outcome, reason, tuple(parts), met, evidence, details, digest=digest)
+

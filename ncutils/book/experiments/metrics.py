@@ -6,8 +6,9 @@
     other quantities of the field (trace-ratio NC1, NC2's norm and angle parts, the nearest-class-centre
     accuracy, NC4 against the ideal classifier whose weights are the ETF means); and NC2 of random means.
 ``nc_surrogates``
-    ``population`` random feature sets (random means, scales and anisotropic noise): NC1, CDNV,
-    numerical rank and NC2 of each, to compare the orderings (Appendix A).
+    ``population`` random feature sets (random means, scales and anisotropic noise, with a random share of
+    the noise in the span of the class means): NC1, CDNV, numerical rank and NC2 of each, to compare the
+    orderings (Appendix A).
 ``nc1_cost``
     Time of Eq. 4 evaluated literally (per-sample outer products, dense pseudo-inverse) against
     :func:`ncutils.metrics.nc1`, and their relative difference, on the same features.
@@ -76,10 +77,19 @@ def run_surrogates(cfg: Mapping[str, Any], ctx) -> dict:
     rows = []
     for _ in range(cfg["population"]):
         k = int(rng.integers(3, cfg["classes"] + 1))
-        means = rng.normal(size=(k, cfg["dim"])) * rng.uniform(0.5, 2.0)
-        scales = rng.uniform(0.05, 1.5) * rng.uniform(0.5, 1.5, size=cfg["dim"])  # anisotropic noise
+        d = cfg["dim"]
+        means = rng.normal(size=(k, d)) * rng.uniform(0.5, 2.0)
+        scales = rng.uniform(0.05, 1.5) * rng.uniform(0.5, 1.5, size=d)  # anisotropic noise
         y = np.repeat(np.arange(k), cfg["per_class"])
-        X = means[y] + rng.normal(size=(len(y), cfg["dim"])) * scales
+        noise = rng.normal(size=(len(y), d)) * scales
+        # an independent share f of the noise variance in the span of the centred class means (the directions
+        # Eq. 4 weighs), the rest orthogonal to it: spread and its direction vary independently
+        basis, _ = np.linalg.qr((means - means.mean(0)).T)
+        basis = basis[:, : k - 1]
+        inside = noise @ basis @ basis.T
+        f = rng.uniform(0.1, 0.9)
+        noise = inside * np.sqrt(f * d / (k - 1)) + (noise - inside) * np.sqrt((1 - f) * d / (d - k + 1))
+        X = means[y] + noise
         rows.append(_all(X, y))
     return {"rows": rows}
 

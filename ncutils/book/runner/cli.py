@@ -282,7 +282,8 @@ def run_chapters(run: Run, *, side_by_side: int) -> dict[str, Record]:
 
 def build(run: Run, records: dict[str, Record]) -> bool:
     """Stage the book source of this run and build the HTML book; True if it built."""
-    stage(run.root, run.stage_dir, run.label, list(records.values()), run.listed, replicate_verdicts(run.siblings()))
+    stage(run.root, run.stage_dir, run.label, list(records.values()), run.listed, replicate_verdicts(run.siblings()),
+          store=run.store_dir, draws=50 if run.profile == "smoke" or run.dry_run else None)
     t0 = time.perf_counter()
     log = run.out_dir / "logs" / "jupyter-book.log"
     built, why = build_book(run.stage_dir, run.out_dir / "html", log)

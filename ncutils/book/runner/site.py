@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ncutils.book.runner.chapters import chapter_number, chapter_title
+from ncutils.book.verdicts import Verdict
 
 __all__ = ["Record", "build_book", "machine", "stage"]
 
@@ -93,14 +94,6 @@ def runs_page(profile: str, records: list[Record], info: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _effect(test: dict) -> str:
-    """`` (δ …, power …)`` of a judged test: the smallest effect that matters and the smallest this build sees."""
-    if test.get("delta") is None:
-        return ""
-    power = test.get("power")
-    return f" (δ {test['delta']:g}, power {power:.2g})" if power is not None else f" (δ {test['delta']:g})"
-
-
 #: The claims page's verdict badges (CSS classes of ``book/_static/ncbook.css``).
 _BADGE = {"supported": "verdict-supported", "not supported": "verdict-not-supported",
           "inconclusive": "verdict-inconclusive", "not run": "verdict-not-run"}
@@ -110,12 +103,12 @@ def _badge(outcome: str) -> str:
     return f'<span class="verdict {_BADGE.get(outcome, "verdict-not-run")}">{outcome}</span>'
 
 
-def _replication(v: dict | None, key: str, replicates: Mapping[str, Mapping[str, str]]) -> str:
-    """The claims page's replication cell: the verdict on each half of this build's evidence (where the claim is
-    split) and the verdicts of the other replicate builds."""
+def _replication(v: Verdict | None, key: str, replicates: Mapping[str, Mapping[str, str]]) -> str:
+    """The claims page's replication cell: the verdict on each half of this build's independent units (where the
+    rule splits them) and the verdicts of the other replicate builds."""
     parts = []
-    if v and v.get("halves"):
-        parts.append(f"halves of the {v['split']}: " + " ".join(_badge(o) for o in v["halves"]))
+    if v is not None and v.halves:
+        parts.append(f"halves of the {v.split}: " + " ".join(_badge(o) for o in v.halves))
     parts += [f"{_replicate_name(label)}: {_badge(r.get(key, 'not run'))}" for label, r in replicates.items()]
     return "<br>".join(parts) or "—"
 
@@ -130,38 +123,34 @@ def _finite(*xs) -> bool:
     return all(isinstance(x, (int, float)) and math.isfinite(x) for x in xs)
 
 
-def _statistic(test: dict) -> str:
-    """A test's estimate with its 95% interval, or "(exact)" when the interval is a point or undefined."""
-    v, lo, hi = test.get("value"), test.get("low"), test.get("high")
-    if not _finite(v):
-        return "not computed"
-    if not _finite(lo, hi):
-        return f"{v:.3g} (no interval: too few points)"
-    if math.isclose(lo, hi, rel_tol=1e-9, abs_tol=1e-12):  # exact, or no spread over the replicates
-        return f"{v:.3g} (exact)"
-    return f"{v:.3g} [{lo:.3g}, {hi:.3g}]"
-
-
-def _direction(test: dict) -> str:
-    """Which way the estimate went, relative to the threshold and the predicted side, whatever the verdict."""
-    v, t, sign = test.get("value"), test.get("threshold", 0.0), test.get("sign", 1)
+def _direction(check) -> str:
+    """Which way a check's estimate went, relative to its threshold and predicted side, whatever the verdict."""
+    v, t, sign = check.estimate.value, check.test.threshold, check.test.sign
     if not _finite(v):
         return "no estimate"
     side = "predicted" if (v - t) * sign > 0 else "other"
     arrow = "↑" if v > t else "↓" if v < t else "="
-    decided = {1: "as predicted", -1: "against", 0: "undecided"}.get(test.get("direction"), "")
-    return f"{arrow} {side} side of {t:g}" + (f"; {decided}" if decided else "")
+    decided = {1: "as predicted", -1: "against", 0: "undecided"}[check.direction]
+    return f"{arrow} {side} side of {t:g}; {decided}"
 
 
-def _normalised(test: dict) -> tuple[float, float, float, str]:
-    """``(estimate, low, high, unit)`` of a test on the forest plot's common scale: the distance from the
-    threshold in the predicted direction, in units of δ (or of the threshold's size when the test has no δ)."""
-    t, sign = test.get("threshold", 0.0) or 0.0, test.get("sign", 1)
-    unit = test.get("delta") or (abs(t) if t else 1.0)
-    f = [(x - t) * sign / unit if _finite(x) else math.nan
-         for x in (test.get("value"), test.get("low"), test.get("high"))]
+def _statistic(check) -> str:
+    """A check's estimate with its 95% interval (or why it has none), and its δ and smallest detectable effect."""
+    test, shown = check.test, check.shown()
+    if test.kind == "exact" or "[" not in shown:
+        return shown
+    return shown + f" (δ {test.delta:g}" + (f"; smallest detectable effect {check.detectable:.2g})"
+                                            if _finite(check.detectable) else ")")
+
+
+def _normalised(check) -> tuple[float, float, float]:
+    """``(estimate, low, high)`` of a check on the forest plot's common scale: the distance from the threshold in
+    the predicted direction, in units of δ (or of the threshold's size for an exact check)."""
+    t, sign, e = check.test.threshold, check.test.sign, check.estimate
+    unit = check.test.delta or (abs(t) if t else 1.0)
+    f = [(x - t) * sign / unit if _finite(x) else math.nan for x in (e.value, e.low, e.high)]
     lo, hi = sorted(f[1:]) if _finite(*f[1:]) else (math.nan, math.nan)
-    return f[0], lo, hi, "δ" if test.get("delta") else "threshold"
+    return f[0], lo, hi
 
 
 _COLOUR = {"supported": "#1a7f37", "not supported": "#c62828", "inconclusive": "#b08800", "not run": "#6e7781"}
@@ -189,7 +178,7 @@ def forest_plot(rows: list[tuple[str, str, dict | None, bool]], path: Path) -> N
                     "no test computed" + (": not in the regime" if out_of_regime else ""),
                     va="center", fontsize=8, color=colour)
             continue
-        v, lo, hi, _unit = _normalised(test)
+        v, lo, hi = _normalised(test)
         if _finite(lo, hi) and lo != hi:
             ax.plot([max(lo, -lim), min(hi, lim)], [y, y], color=colour, lw=2, solid_capstyle="butt")
             for end, x in ((lo, -lim), (hi, lim)):
@@ -213,62 +202,59 @@ def forest_plot(rows: list[tuple[str, str, dict | None, bool]], path: Path) -> N
     fig.savefig(path, dpi=200, bbox_inches="tight")
 
 
-def _headline(v: dict) -> dict | None:
-    """The test that speaks for a verdict on the page: the first that decided against the claim when the claim
-    is not supported, the first undecided one when inconclusive, else the first."""
-    tests = v.get("tests") or []
-    if not tests:
-        return None
-    want = {"not supported": -1, "inconclusive": 0}.get(v.get("outcome"))
-    return next((t for t in tests if t.get("direction") == want), tests[0])
+def _verdicts(chapters: list[tuple[str, str, dict | None]]) -> dict[str, tuple[str, Verdict | None]]:
+    """``{claim key: (chapter file stem, verdict)}`` from the chapters' records; a record of an older rule format
+    (no ``parts``) is read as not run, since its verdict was decided by a rule no longer in force."""
+    judged: dict[str, tuple[str, Verdict | None]] = {}
+    for name, _, record in chapters:
+        for d in ((record or {}).get("results") or {}).get("verdicts") or []:
+            try:
+                judged[d["claim"]["key"]] = (name, Verdict.from_dict(d))
+            except (KeyError, TypeError):
+                judged[d["claim"]["key"]] = (name, None)
+    return judged
 
 
 def claims_page(profile: str, chapters: list[tuple[str, str, dict | None]],
                 replicates: dict[str, dict[str, str]] | None = None, forest: Path | None = None) -> str:
     """Every claim the chapters judged: a forest plot of them all (written to ``forest`` when given), then per
-    chapter one compact row per claim (verdict badge, headline statistic with its interval, its direction, the
-    regime mark, a link to the chapter, its replication: halves of this build and other replicate builds) and,
-    folded under it, the paper's number and every test.
+    chapter one compact row per claim (verdict badge, the check that decided it with its interval, its direction,
+    the regime mark, a link to the chapter, its replication: halves of this build and other replicate builds,
+    and the rule's digest and revisions) and, folded under it, the paper's number and the verdict in full.
 
     ``chapters``: ``(file stem, title, chapter record or None)`` of every chapter, in order; ``replicates``:
     ``{build label: {claim key: outcome}}`` of other replicate builds, shown in the replication column beside
     each verdict's halves.
     """
+    from ncutils.book.claims import CLAIMS
+    from ncutils.book.rule_history import HISTORY
+    from ncutils.book.rules import RULES
+
     replicates = replicates or {}
     lines = ["# Claims at a glance", "",
              f"Every claim of the paper (and of the NCTI write-up) that the chapters test, with the verdict in this "
-             f"build (profile **{profile}**). Each rule was fixed before the numbers and is stated beside the claim "
-             "in its chapter; intervals are 95%. Each test names δ, the smallest effect that matters, and its power, "
-             "the smallest effect this build would detect (80% of the time); a test comes out against the claim when "
-             "its interval rules out an effect of δ in the predicted direction. Verdicts: "
+             f"build (profile **{profile}**): "
              + ", ".join(f"{_badge(o)}" for o in ("supported", "not supported", "inconclusive"))
-             + ". *Inconclusive* has two causes, marked apart: <span class=\"regime-not-met\">not in the regime"
-             "</span> (the run does not meet the claim's precondition, e.g. source models below the terminal phase "
-             "of training, so it cannot test the claim) or an interval that straddles the rule's threshold (this "
-             "build cannot tell); the *direction* column says which way the estimate went either way. A rule's "
-             "tests combine as the paper qualifies its claim: a claim stated without qualification must hold in "
-             "every test; where the paper admits exceptions (\"generally\", \"on various datasets\"), more than "
-             "half of the tests must come out as predicted. The *replication* column gives the same rule on each "
-             "half of this build's evidence, where a claim ranges over many models, episodes or feature sets (the "
-             "odd and the even ones: half the evidence each, so less power), and the verdicts of the other replicate "
-             "builds (`--replicate K`: every seed drawn anew).", ""]
+             + ". Each claim's rule is code, fixed before the numbers and stated in its chapter; the "
+             "[page on the verdicts](rules) says how a rule reads its 95% intervals and δ, the smallest effect "
+             "that matters, and how often each rule misleads at this book's design. *Inconclusive* has two causes, "
+             "marked apart: <span class=\"regime-not-met\">not in the regime</span> (the run does not meet the "
+             "claim's precondition, so it cannot test it) or evidence too weak to decide (intervals too wide, or too "
+             "few independent units replicated). The *decided by* column shows the check that decided the verdict; "
+             "the *replication* column the same rule on each half of this build's independent units and the "
+             "verdicts of the other replicate builds (`--replicate K`: every seed drawn anew).", ""]
     totals_at = len(lines)
     if any((record or {}).get("meta", {}).get("dry_run") for _, _, record in chapters):
         lines += [":::{warning}", "This build is a **dry run**: synthetic stand-ins for the datasets and random "
                   "weights, a step or two per unit. It shows that the code runs; its numbers test no claim, so "
                   "every verdict is *inconclusive*.", ":::", ""]
-    from ncutils.book.claims import CLAIMS
-
-    judged: dict[str, tuple[str, dict]] = {}
-    for name, _, record in chapters:
-        for v in ((record or {}).get("results") or {}).get("verdicts") or []:
-            judged[v["claim"]["key"]] = (name, v)
+    judged = _verdicts(chapters)
     names = {int(n[:2]): (n, title) for n, title, _ in chapters if n[:2].isdigit()}
     counts: dict[str, int] = {}
     rows = []
     body: list[str] = []
     current = None
-    head = ["claim", "verdict", "headline statistic [95% interval]", "direction", "replication"]
+    head = ["claim", "verdict", "decided by [95% interval]", "direction", "replication", "rule"]
     for claim in CLAIMS.values():
         name, title = names.get(claim.chapter, (None, None))
         if claim.chapter != current:
@@ -276,52 +262,64 @@ def claims_page(profile: str, chapters: list[tuple[str, str, dict | None]],
             heading = f"[{title}]({name})" if name else f"Chapter {claim.chapter}"
             body += ["", f"## {heading}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         where = f"[{claim.where}]({name})" if name else claim.where
-        v = None
-        if claim.key in judged:
-            v = judged[claim.key][1]
-            outcome = v["outcome"]
-            test = _headline(v)
-            out_of_regime = v.get("regime_met") is False
-            stat = (f"{test['name']} = {_statistic(test)}" + _effect(test)) if test else (v.get("details") or "—")
+        v = judged.get(claim.key, (None, None))[1]
+        test = None
+        if v is not None:
+            outcome, test, out_of_regime = v.outcome, v.headline(), v.regime_met is False
+            stat = f"{test.name} = {_statistic(test)}" if test else (v.details or "—")
             direction = _direction(test) if test else "—"
-            n_tests = len(v.get("tests") or [])
-            if n_tests > 1:
-                stat += f" (1 of {n_tests} tests)"
+            if test and len(v.checks) > 1:
+                stat += f" (1 of {len(v.checks)} checks)"
         else:
-            outcome, test, out_of_regime, stat, direction = "not run", None, False, "not run in this build", "—"
+            outcome, out_of_regime, stat, direction = "not run", False, "not run in this build", "—"
         counts[outcome] = counts.get(outcome, 0) + 1
         verdict = _badge(outcome) + (' <span class="regime-not-met">not in the regime</span>' if out_of_regime
                                      else "")
+        revisions = HISTORY.get(claim.key, ())
+        rule = f"`{RULES[claim.key].digest()}`" + (f", {len(revisions)} revision{'s' * (len(revisions) > 1)}"
+                                             if revisions else "")
         short = claim.text if len(claim.text) <= 140 else claim.text[:137].rsplit(" ", 1)[0] + " …"
-        cell = [f"{short} ({where})", verdict, stat, direction, _replication(v, claim.key, replicates)]
+        cell = [f"{short} ({where})", verdict, stat, direction, _replication(v, claim.key, replicates), rule]
         body.append("| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cell) + " |")
         rows.append((claim.short or claim.where, outcome, test, out_of_regime))
     # the details of every claim, folded, after the tables
     body += ["", "## The claims in full", "",
-             "The paper's words, what it printed, and every test of the rule in this build."]
+             "The paper's words, what it printed, the rule, the verdict with every check in this build, and every "
+             "revision of the rule after the claim was first built."]
     for claim in CLAIMS.values():
         v = judged.get(claim.key, (None, None))[1]
-        body += ["", f":::{{admonition}} {claim.short or claim.key}: {claim.where}", ":class: dropdown", "",
-                 f"{claim.text}", "", f"**Paper:** {claim.paper}", ""]
-        if v is None:
-            body += ["Not run in this build.", ":::"]
-            continue
-        body += [f"**Verdict:** {v['outcome']}. {v.get('reason', '')}", ""]
-        if v.get("regime_met") is not None:
-            body += [f"**Regime** ({'met' if v['regime_met'] else 'not met'}): {v.get('regime_evidence', '')}", ""]
-        body += [f"- {t['name']} = {_statistic(t)}{_effect(t)}: {_direction(t)}" for t in v.get("tests") or []]
-        body += [":::"]
+        body += ["", f"::::{{admonition}} {claim.short or claim.key}: {claim.where}", ":class: dropdown", "",
+                 f"{claim.text}", "", f"**Paper:** {claim.paper}", "",
+                 f"**Rule** (digest `{RULES[claim.key].digest()}`): {RULES[claim.key].describe()}", ""]
+        body += [v.markdown() if v is not None else "Not run in this build.", ""]
+        body += [_history(claim.key), "::::"]
     if forest is not None:
         forest_plot(rows, forest)
-        lines += ["```{figure} " + forest.name, ":name: claims-forest", ":alt: forest plot of every claim's estimate",
-                  "", "Every claim's headline estimate (dot) and 95% interval (bar), on one scale: its distance from "
-                  "the rule's threshold in the predicted direction, in units of δ, the smallest effect that matters "
-                  "(claims in different units become comparable this way). Right of 0: the predicted side; the "
-                  "dashed line is threshold + δ. Colour: the verdict; a hollow dot: the run is not in the claim's "
-                  "regime.", "```", ""]
+        lines += ["```{figure} " + forest.name, ":name: claims-forest",
+                  ":alt: every claim's deciding estimate and 95% interval, in units of δ from its threshold, "
+                  "coloured by verdict", "", "The check that decided each claim (dot) and its 95% interval (bar), "
+                  "on one scale: its distance from the rule's threshold in the predicted direction, in units of δ, "
+                  "the smallest effect that matters (claims in different units become comparable this way). Right of "
+                  "0: the predicted side; the dashed line is threshold + δ. Colour: the verdict; a hollow dot: the "
+                  "run is not in the claim's regime.", "```", ""]
     lines += body
     lines.insert(totals_at, "Totals: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) + ".\n")
     return "\n".join(lines) + "\n"
+
+
+def _history(key: str) -> str:
+    """The revisions of claim ``key``'s rule after the claim was first built, as a list (or a line saying none)."""
+    from ncutils.book.rule_history import HISTORY
+
+    revisions = HISTORY.get(key, ())
+    if not revisions:
+        return "**Revisions of the rule:** none since the claim was first built."
+    out = ["**Revisions of the rule** (each recorded with the verdict of the default cpu build under the rule it "
+           "replaced):", ""]
+    for r in revisions:
+        out.append(f"- {r.date}{f' ({r.commit})' if r.commit else ''}: {r.change} *Why:* {r.reason} *Verdict "
+                   f"under the rule before:* {r.previous_verdict}.")
+    return "\n".join(out)
 
 
 def replicate_verdicts(builds: dict[str, Path]) -> dict[str, dict[str, str]]:
@@ -343,9 +341,11 @@ def replicate_verdicts(builds: dict[str, Path]) -> dict[str, dict[str, str]]:
 
 
 def stage(root: Path, stage_dir: Path, profile: str, records: list[Record], nbs: list[Path],
-          replicates: dict[str, dict[str, str]] | None = None) -> None:
+          replicates: dict[str, dict[str, str]] | None = None, store: Path | None = None,
+          draws: int | None = None) -> None:
     """Lay out the book source for this profile: config, toc, pages and executed notebooks (``replicates``: the
-    verdicts of the other replicate builds, :func:`replicate_verdicts`)."""
+    verdicts of the other replicate builds, :func:`replicate_verdicts`; ``store`` caches the rules' calibration,
+    simulated with ``draws`` builds per scenario, :mod:`ncutils.book.rules_page`)."""
     book = stage_dir / "book"
     book.mkdir(parents=True, exist_ok=True)
     for name in ("_config.yml", "_toc.yml"):
@@ -373,6 +373,10 @@ def stage(root: Path, stage_dir: Path, profile: str, records: list[Record], nbs:
             path = (book / nb.name).with_suffix(".json")
             found.append((nb.stem, chapter_title(nb), json.loads(path.read_text()) if path.exists() else None))
         (book / "claims.md").write_text(claims_page(profile, found, replicates, forest=book / "claims_forest.png"))
+    if (root / "book" / "rules.md").exists():  # and the page on how the verdicts are decided
+        from ncutils.book.rules_page import DRAWS, calibrations, rules_page
+
+        (book / "rules.md").write_text(rules_page(calibrations(store, draws or DRAWS)))
 
 
 def jupyter_book_command() -> list[str]:
