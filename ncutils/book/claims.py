@@ -177,7 +177,7 @@ _CLAIMS = [
               'Fig. 11: on Cifar-10 subsets, SCL FT and Layer FT beat full FT at the smallest sizes'),
           regime=(f'full fine-tuning overfits at those sizes: at least {TERMINAL:g}% training accuracy with test '
                   'accuracy at least 10 points lower'),
-          chapter=5, short='scarce data: SCL FT holds (Fig. 11)'),
+          chapter=5, short='scarce data: Layer, SCL FT hold (Fig. 11)'),
     Claim('ncti_rank',
           text=(
               'NCTI ranks pre-trained models by their transferability better than the scores it is compared with: '
