@@ -66,7 +66,6 @@ __all__ = [
     "nc2_weight_parts",
     "nc3",
     "nc4",
-    "nc_metrics",
     "nc_per_class",
     "ncc_accuracy",
     "numerical_rank",
@@ -613,21 +612,6 @@ def ncc_accuracy(features: ArrayLike, labels: ArrayLike) -> float:
     shift = means.mean(0)
     hits = sum(int((_ncc_predict(xc, means, shift) == ic).sum()) for xc, ic in _chunks(X, idx))
     return hits / X.shape[0]
-
-
-def nc_metrics(
-    features: ArrayLike, labels: ArrayLike, classifier_weight: ArrayLike | None = None
-) -> dict[str, float]:
-    """All one-shot metrics at once: ``nc1``, ``cdnv``, ``nc2``, ``numerical_rank`` (and ``nc3``)."""
-    out = {
-        "nc1": nc1(features, labels),
-        "cdnv": cdnv(features, labels),
-        "nc2": nc2(features, labels),
-        "numerical_rank": numerical_rank(features, labels),
-    }
-    if classifier_weight is not None:
-        out["nc3"] = nc3(features, labels, classifier_weight)
-    return out
 
 
 # --------------------------------------------------------------------------- streaming

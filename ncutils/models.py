@@ -31,7 +31,6 @@ __all__ = [
     "block_index",
     "blocks",
     "classifier",
-    "create",
     "count_parameters",
     "feature_dim",
     "is_vit",
@@ -157,24 +156,6 @@ class MLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.blocks(torch.flatten(x, 1)))
-
-
-def create(arch: str, num_classes: int, *, pretrained: bool = False, **kwargs) -> nn.Module:
-    """Build any architecture of the book by name.
-
-    ``resnet18``..``resnet152`` (torchvision), ``vit_*`` (timm), ``mlp``; the few-shot
-    backbones live in :mod:`ncutils.fewshot`.
-    """
-    if arch in RESNETS:
-        return resnet(arch, num_classes, pretrained=pretrained, **kwargs)
-    if arch.startswith("vit"):
-        return vit(arch, num_classes, pretrained=pretrained, **kwargs)
-    if arch == "mlp":
-        if pretrained:
-            raise ValueError("there are no pretrained weights for the MLP.")
-        return MLP(num_classes=num_classes, **kwargs)
-    raise ValueError(f"unknown architecture {arch!r}; use a ResNet ({', '.join(RESNETS)}), a timm ViT "
-                     "name such as 'vit_b_32', or 'mlp'.")
 
 
 # --------------------------------------------------------------------------- structure

@@ -43,33 +43,36 @@ def test_notebook_is_clean_and_parametrised(nb):
     claims = [c for c in code if c.source.lstrip().startswith("ch.claim(")]
     assert all("remove-input" in c.metadata.get("tags", []) for c in claims), "a claim shows its box, not its call"
     assert all(not c.outputs and c.execution_count is None for c in code), "commit notebooks without outputs"
-    params = book.declared_parameters(nb)
-    assert {"profile", "results_path", "store_dir", "reuse_results", "compute_missing", "dry_run", "seed"} <= params
+    # the parameters cell names the profile, the changed settings and the runner's plumbing, and nothing else:
+    # the settings themselves are declared once, typed, in ncutils.book.settings
+    defaults = {k: ast.literal_eval(v["default"]) for k, v in pm.inspect_notebook(str(nb)).items()}
+    assert defaults == {"profile": "cpu", "changes": {}, "runner": {}}
+    number = book.chapter_number(nb)
+    assert f"ch = Chapter({number}, profile, changes, runner)" in "".join(c.source for c in code)
 
 
-def test_profiles_set_only_declared_parameters():
-    declared = set().union(*(book.declared_parameters(nb) for nb in NOTEBOOKS))
-    for name, params in PROFILES.items():
-        unknown = set(params) - declared
-        assert not unknown, f"{name}.yaml sets parameters no chapter declares: {unknown}"
+def test_profiles_set_only_declared_settings_with_allowed_values():
+    from ncutils.book import settings
+
+    for name in PROFILES:
+        loaded = settings.load(name, ROOT)  # raises on an unknown key or a bad value
+        assert loaded.profile == name and set(loaded.values) <= set(settings.declared())
 
 
-def test_notebook_defaults_are_the_cpu_profile():
-    """Run All in Jupyter gives the cpu profile: cpu.yaml may only repeat the defaults (or hide progress)."""
-    for nb in NOTEBOOKS:
-        defaults = {k: v["default"] for k, v in pm.inspect_notebook(str(nb)).items()}
-        assert ast.literal_eval(defaults["profile"]) == "cpu"
-        for key, value in PROFILES["cpu"].items():
-            if key in defaults and key != "progress":
-                assert ast.literal_eval(defaults[key]) == value, f"{nb.stem}: {key}"
+def test_declared_defaults_are_the_cpu_profile():
+    """Run All in Jupyter gives the cpu profile: the declarations' defaults are its values."""
+    from ncutils.book import settings
+
+    for number in settings.CHAPTERS:
+        assert settings.changed(settings.resolve(number, "cpu", root=ROOT)) == {}
+        assert settings.resolve(number, "cpu", root=ROOT) == settings.CHAPTERS[number]()
 
 
 # --------------------------------------------------------------------------- runner
 def _notebook(path: Path, *cells: str) -> None:
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    params = nbformat.v4.new_code_cell("profile = 'cpu'\nresults_path = None\nvalue = 1",
-                                       metadata={"tags": ["parameters"]})
+    params = nbformat.v4.new_code_cell("profile = 'cpu'\nchanges = {}\nrunner = {}", metadata={"tags": ["parameters"]})
     nb.cells = [nbformat.v4.new_markdown_cell(f"# {path.stem}"), params,
                 *[nbformat.v4.new_code_cell(c) for c in cells]]
     nbformat.write(nb, path)
@@ -83,15 +86,16 @@ def tiny_book(tmp_path):
         "format: jb-book\nroot: book/intro\nchapters:\n- file: book/01_ok\n- file: book/02_fail\n"
         "- file: book/03_ok\n")
     (tmp_path / "book" / "intro.md").write_text("# intro\n")
-    (tmp_path / "book" / "profiles" / "t.yaml").write_text("value: 3\n")
-    write = "import json\njson.dump({'value': value}, open(results_path, 'w'))"
+    (tmp_path / "book" / "profiles" / "cpu.yaml").write_text("seed: 3\n")
+    write = ("import json\nfrom ncutils.book import settings\n"
+             "json.dump({'seed': settings.resolve(1, profile, changes).seed}, open(runner['results_path'], 'w'))")
     _notebook(tmp_path / "book" / "01_ok.ipynb", write)
     _notebook(tmp_path / "book" / "02_fail.ipynb", "x = 1", "raise ValueError('broken on purpose')")
     _notebook(tmp_path / "book" / "03_ok.ipynb", write)
     return tmp_path
 
 
-TINY = ("--profile", "t", "--executor", "sequential")  # the tiny book's chapters have no units
+TINY = ("--profile", "cpu", "--executor", "sequential")  # the tiny book's chapters have no units
 
 
 def test_runner_names_the_failed_cell_and_keeps_the_others(tiny_book):
@@ -100,12 +104,12 @@ def test_runner_names_the_failed_cell_and_keeps_the_others(tiny_book):
     # cells run: parameters [1], papermill's injected parameters [2], "x = 1" [3], the raise [4]
     assert "02_fail: FAILED in cell In [4]: ValueError: broken on purpose" in out.stdout
     assert "failed chapters: 02_fail (cell In [4])" in out.stdout
-    executed = tiny_book / "_build" / "t" / "src" / "book"
+    executed = tiny_book / "_build" / "cpu" / "src" / "book"
     for ok in ("01_ok", "03_ok"):
-        assert json.loads((executed / f"{ok}.json").read_text()) == {"value": 3}  # profile applied
+        assert json.loads((executed / f"{ok}.json").read_text()) == {"seed": 3}  # the profile's file applied
         assert nbformat.read(executed / f"{ok}.ipynb", as_version=4).cells[-1].execution_count is not None
     assert "broken on purpose" in (executed / "02_fail.ipynb").read_text()  # traceback kept
-    runs = {r["name"]: r for r in json.loads((tiny_book / "_build" / "t" / "runs.json").read_text())}
+    runs = {r["name"]: r for r in json.loads((tiny_book / "_build" / "cpu" / "runs.json").read_text())}
     assert [runs[n]["status"] for n in ("01_ok", "02_fail", "03_ok")] == ["ok", "failed", "ok"]
     assert runs["01_ok"]["seconds"] > 0 and runs["01_ok"]["peak_mib"] > 10
 
@@ -114,17 +118,17 @@ def test_runner_reuses_unchanged_chapters_and_reruns_changed_ones(tiny_book):
     run_book("--root", str(tiny_book), *TINY, "--no-build", "--quiet", "--only", "1", "3")
     again = run_book("--root", str(tiny_book), *TINY, "--no-build", "--quiet", "--only", "1", "3")
     assert again.returncode == 0 and again.stdout.count("reused") == 2
-    (tiny_book / "book" / "profiles" / "t.yaml").write_text("value: 4\n")
+    (tiny_book / "book" / "profiles" / "cpu.yaml").write_text("seed: 4\n")  # the profile itself changed
     changed = run_book("--root", str(tiny_book), *TINY, "--no-build", "--quiet", "--only", "1")
     assert "reused" not in changed.stdout
-    executed = tiny_book / "_build" / "t" / "src" / "book" / "01_ok.json"
-    assert json.loads(executed.read_text()) == {"value": 4}
+    executed = tiny_book / "_build" / "cpu" / "src" / "book" / "01_ok.json"
+    assert json.loads(executed.read_text()) == {"seed": 4}
 
 
 def test_runner_rejects_unknown_chapters_and_profiles(tiny_book):
     assert "no such chapter" in run_book("--root", str(tiny_book), *TINY, "--only", "9").stderr
     out = run_book("--root", str(tiny_book), "--profile", "nope")
-    assert out.returncode != 0 and "profile 'nope' not found" in out.stderr
+    assert out.returncode != 0 and "--profile nope: no such profile; use one of smoke, cpu, paper" in out.stderr
     assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1  # one line, no traceback
 
 
@@ -132,13 +136,13 @@ def test_the_plain_command_fans_out_into_one_store_for_every_profile(tiny_book, 
     from ncutils.book.runner import cli
 
     mine = tmp_path / "mine.yaml"
-    mine.write_text("value: 5\n")
-    plain = cli.parse(["--root", str(tiny_book), "--profile", "t"])
+    mine.write_text("seed: 5\n")
+    plain = cli.parse(["--root", str(tiny_book), "--profile", "cpu"])
     with_file = cli.parse(["--root", str(tiny_book), "--profile", str(mine)])
     assert plain.args.executor == "local" and plain.executor_settings().count >= 1
     assert plain.store_dir == with_file.store_dir == tiny_book / "_build" / "store"
-    assert (plain.out_dir.name, with_file.out_dir.name, with_file.profile) == ("t", "mine", "cpu")
-    store = cli.parse(["--root", str(tiny_book), "--profile", "t", "--store", str(tmp_path / "s")]).store_dir
+    assert (plain.out_dir.name, with_file.out_dir.name, with_file.profile) == ("cpu", "mine", "cpu")
+    store = cli.parse(["--root", str(tiny_book), "--profile", "cpu", "--store", str(tmp_path / "s")]).store_dir
     assert store == tmp_path / "s"
 
 
@@ -146,21 +150,22 @@ def test_a_parameter_file_is_checked_before_any_compute(tiny_book, tmp_path):
     """A file names its profile or adjusts cpu; an unknown key or profile names the file, the key and the valid
     names, in one line, before anything runs."""
     typo = tmp_path / "typo.yaml"
-    typo.write_text("value: 2\nvalue_typo: 3\n")
+    typo.write_text("seed: 2\nsed: 3\n")
     out = run_book("--root", str(tiny_book), "--profile", str(typo), "--executor", "sequential")
     assert out.returncode != 0 and "Traceback" not in out.stderr
-    assert str(typo) in out.stderr and "'value_typo' is not a parameter" in out.stderr and "value" in out.stderr
+    assert f"{typo}: 'sed' is not a setting of any chapter (did you mean 'seed'?)" in out.stderr
     wrong = tmp_path / "wrong.yaml"
-    wrong.write_text("profile: laptop\nvalue: 2\n")
+    wrong.write_text("profile: laptop\nseed: 2\n")
     out = run_book("--root", str(tiny_book), "--profile", str(wrong), "--executor", "sequential")
-    assert out.returncode != 0 and "'profile: laptop' names no profile" in out.stderr
-    assert "cpu, paper, smoke" in out.stderr
+    assert out.returncode != 0 and f"{wrong}: profile: 'laptop' is not a profile" in out.stderr
+    assert "smoke, cpu, paper" in out.stderr
     assert not (tiny_book / "_build" / "wrong").exists() and not (tiny_book / "_build" / "typo").exists()
     mine = tmp_path / "mine.yaml"
-    mine.write_text("value: 5\n")  # no profile line: adjusts cpu
-    from ncutils.book.runner.parameters import load_profile
+    mine.write_text("seed: 5\n")  # no profile line: adjusts cpu
+    from ncutils.book import settings
 
-    assert load_profile(tiny_book, str(mine), {"value", "profile"}) == ("mine", "cpu", {"value": 5})
+    loaded = settings.load(str(mine), tiny_book)
+    assert (loaded.label, loaded.profile, loaded.changes, loaded.values["seed"]) == ("mine", "cpu", {"seed": 5}, 5)
 
 
 def test_book_builds_without_jupyter_book_on_path(tiny_book):
@@ -169,7 +174,7 @@ def test_book_builds_without_jupyter_book_on_path(tiny_book):
     out = subprocess.run([sys.executable, "-m", "ncutils.book", "--root", str(tiny_book), *TINY, "--only", "1",
                           "--quiet"], cwd=tiny_book, capture_output=True, text=True, env=env, timeout=600)
     assert "book built" in out.stdout, out.stdout[-2000:] + out.stderr[-2000:]
-    assert (tiny_book / "_build" / "t" / "html" / "index.html").exists()
+    assert (tiny_book / "_build" / "cpu" / "html" / "index.html").exists()
 
 
 def test_a_failed_build_says_why(tiny_book):
@@ -185,12 +190,12 @@ def test_a_changed_parameter_never_returns_old_results(tmp_path):
     """The stale-results scenario: rerun chapter 5 with more fine-tuning epochs; its numbers must change."""
     label = f"stale-{tmp_path.name}"
     profile = ROOT / "book" / "profiles" / f"{label}.yaml"
-    base = yaml.safe_load((ROOT / "book" / "profiles" / "smoke.yaml").read_text())
     store = tmp_path / "store"
     results = []
     try:
         for epochs in (1, 4):
-            profile.write_text(yaml.safe_dump({**base, "profile": "smoke", "ft_epochs": epochs}))
+            # a parameter file that names the smoke profile starts from its values
+            profile.write_text(yaml.safe_dump({"profile": "smoke", "ft_epochs": epochs}))
             out = run_book("--profile", str(profile), "--only", "5", "--no-build", "--quiet", "--store", str(store))
             assert out.returncode == 0, out.stdout[-3000:]
             record = json.loads((ROOT / "_build" / label / "src" / "book" / "05_finetuning.json").read_text())
@@ -253,23 +258,35 @@ def test_smoke_profile_runs_every_chapter_and_builds_the_book():
 
 def test_a_replicate_draws_every_seed_from_its_own_set(tiny_book):
     from ncutils.book.runner import cli
-    from ncutils.book.runner.parameters import REPLICATE_STRIDE, replicate
+    from ncutils.book.settings import REPLICATE_STRIDE, replicate, seed_fields
 
-    params = {"seed": 0, "pt_seeds": [0, 1, 2], "fs_seed": 3, "epochs": 5, "seeds_note": "x", "profile": "cpu"}
+    # every setting that holds seeds, including those naming which seeds' models join the population
+    assert set(seed_fields()) == {"seed", "pt_seeds", "pt_fig_seeds", "pt_random_seeds", "population_seeds",
+                                  "ft_scarce_seeds", "ft_table3_seeds"}
+    params = {"seed": 0, "pt_seeds": [0, 1, 2], "ft_table3_seeds": [3], "probe_epochs": 5, "profile": "cpu"}
     one, two = replicate(params, 1), replicate(params, 2)
     assert one == {**params, "seed": REPLICATE_STRIDE, "pt_seeds": [REPLICATE_STRIDE + i for i in range(3)],
-                   "fs_seed": REPLICATE_STRIDE + 3}
-    seeds = [{one["seed"], *one["pt_seeds"], one["fs_seed"]}, {two["seed"], *two["pt_seeds"], two["fs_seed"]},
-             {0, 1, 2, 3}]
+                   "ft_table3_seeds": [REPLICATE_STRIDE + 3]}
+    seeds = [{one["seed"], *one["pt_seeds"], *one["ft_table3_seeds"]},
+             {two["seed"], *two["pt_seeds"], *two["ft_table3_seeds"]}, {0, 1, 2, 3}]
     assert not (seeds[0] & seeds[1] or seeds[0] & seeds[2] or seeds[1] & seeds[2])  # independent sets
     assert replicate(params, 0) == params
     with pytest.raises(ValueError, match="seeds must lie in"):
         replicate({"seed": REPLICATE_STRIDE}, 1)
-    run = cli.parse(["--root", str(tiny_book), "--profile", "t", "--replicate", "2"])
-    assert run.label == "t-replicate-2" and run.store_dir == tiny_book / "_build" / "store"
-    (tiny_book / "_build" / "t").mkdir(parents=True)
-    (tiny_book / "_build" / "t-replicate-1").mkdir()
-    assert list(run.siblings()) == ["t", "t-replicate-1"]
+    run = cli.parse(["--root", str(tiny_book), "--profile", "cpu", "--replicate", "2"])
+    assert run.label == "cpu-replicate-2" and run.store_dir == tiny_book / "_build" / "store"
+    # the other replicates are found by what their manifests say, not by their folders' names
+    for k, folder in ((0, "cpu"), (1, "renamed"), (3, "cpu-replicate-3")):
+        other = cli.parse(["--root", str(tiny_book), "--profile", "cpu", "--replicate", str(k)])
+        other.label = folder
+        other.write_manifest()
+    (tiny_book / "_build" / "cpu-replicate-3" / cli.MANIFEST).write_text("{not json")  # damaged: ignored
+    (tiny_book / "_build" / "cpu-replicate-4").mkdir()  # no manifest: not a build
+    smoke = cli.parse(["--root", str(tiny_book), "--profile", "smoke", "--replicate", "5"])
+    smoke.label = "cpu-replicate-5"
+    smoke.write_manifest()  # another profile under a misleading name
+    assert run.siblings() == {"default": tiny_book / "_build" / "cpu",
+                              "replicate 1": tiny_book / "_build" / "renamed"}
     out = run_book("--root", str(tiny_book), *TINY, "--replicate", "-1")
     assert out.returncode != 0 and "--replicate takes a number >= 0" in out.stderr
 
@@ -278,15 +295,15 @@ def test_the_claims_page_shows_the_deciding_check_and_the_other_replicates():
     import pandas as pd
 
     from ncutils.book.claims import CLAIMS
+    from ncutils.book.pages.claims import claims_page
     from ncutils.book.rules import RULES
-    from ncutils.book.runner.site import claims_page
 
     ev = pd.DataFrame([{"cell": c, "method": m, "seed": s, "accuracy": a + 0.4 * s} for c in ("A", "B", "C")
                        for s in range(3) for m, a in (("linear", 50.0), ("layer", 56.0))])
     v = RULES["table3_layer"].judge(ev)
     record = {"results": {"verdicts": [v.to_dict()]}}
     page = claims_page("cpu-replicate-1", [("05_finetuning", "5. Fine-tuning", record)],
-                       {"cpu": {"table3_layer": "supported"}, "cpu-replicate-2": {"table3_layer": "not supported"}})
+                       {"default": {"table3_layer": "supported"}, "replicate 2": {"table3_layer": "not supported"}})
     row = next(line for line in page.splitlines() if line.startswith(f"| {CLAIMS['table3_layer'].text[:30]}"))
     assert "(δ 2; smallest detectable effect" in row and 'class="verdict verdict-supported">supported<' in row
     assert "A: layer − linear = 6 [" in row and "↑ predicted side of 0; as predicted" in row

@@ -6,11 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from ncutils.book import calibration, grids
-from ncutils.book.chapter import setting_of
+from ncutils.book import calibration, grids, settings
+from ncutils.book.evidence import setting_of
+from ncutils.book.pages.rules import calibrations, rules_page
 from ncutils.book.rules import RULES
-from ncutils.book.rules_page import calibrations, rules_page
-from ncutils.book.runner import chapters, parameters
 from ncutils.book.verdicts import NOT_SUPPORTED, SUPPORTED
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -18,15 +17,23 @@ ROOT = Path(__file__).resolve().parents[1]
 DRAWS = 200
 
 
-def _params(number: int) -> dict:
-    nb = next(p for p in chapters.chapters(ROOT) if chapters.chapter_number(p) == number)
-    _, name, overrides = parameters.load_profile(ROOT, "cpu")
-    return parameters.replicated_parameters(nb, name, overrides, {}, 0)[1]
+def _params(number: int):
+    return settings.resolve(number, "cpu", root=ROOT)
+
+
+def _calibrate(key: str):
+    return calibration.calibrate(key, draws=DRAWS)
 
 
 @pytest.fixture(scope="module")
 def calibrated():
-    return {key: calibration.calibrate(key, draws=DRAWS) for key in calibration.SIMULATORS}
+    """Every rule's calibration, the rules shared between two processes (each simulation is seeded by its rule and
+    scenario, so the results do not depend on the process that computes them)."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    keys = list(calibration.SIMULATORS)
+    with ProcessPoolExecutor(2) as pool:
+        return dict(zip(keys, pool.map(_calibrate, keys)))
 
 
 def test_every_statistical_rule_has_a_simulator():
@@ -75,19 +82,19 @@ def test_more_power_where_the_design_grows(calibrated):
 def test_the_design_is_the_cpu_books():
     d = calibration.CPU_DESIGN
     p1, p3, p4, p5, p6 = (_params(n) for n in (1, 3, 4, 5, 6))
-    assert d["surrogate_sets"] == p1["nc_population"]
-    assert d["seeds"] == len(p3["pt_seeds"]) == len(p3["pt_fig_seeds"]) == len(p4["population_seeds"])
-    assert d["random_seeds"] == len(p3["pt_random_seeds"])
-    assert tuple(h for h in p3["pt_head_layers"] if h) == d["fig3_heads"]
+    assert d["surrogate_sets"] == p1.nc_population
+    assert d["seeds"] == len(p3.pt_seeds) == len(p3.pt_fig_seeds) == len(p4.population_seeds)
+    assert d["random_seeds"] == len(p3.pt_random_seeds)
+    assert tuple(h for h in p3.pt_head_layers if h) == d["fig3_heads"]
     fig4 = grids.profile_of(p3).fig4
     assert d["fig4_models"] == len(fig4["levels"]) + len(fig4["eps_255"])
-    assert d["table1_settings"] == 4 + len(d["fig3_heads"]) * len(p3["pt_losses"])
+    assert d["table1_settings"] == 4 + len(d["fig3_heads"]) * len(p3.pt_losses)
     assert d["progressive_networks"] == len(grids.grid(2, _params(2))["models"])
-    assert d["fewshot_backbones"] == len(p4["fs_backbones"]) and d["fig9_networks"] == len(p4["lw_archs"])
-    assert d["downstream_sets"] == len(p6["tf_datasets"]) == len(p5["ft_datasets"])
-    assert d["fig10_cases"] == d["table3_cells"] == len(p5["ft_archs"]) * len(p5["ft_datasets"])
-    assert d["fig10_blocks"] == len(p5["ft_blocks"]["resnet18"]) and d["fig11_seeds"] == len(p5["ft_scarce_seeds"])
-    assert d["table3_seeds"] == len(p5["ft_table3_seeds"])
+    assert d["fewshot_backbones"] == len(p4.fs_backbones) and d["fig9_networks"] == len(p4.lw_archs)
+    assert d["downstream_sets"] == len(p6.tf_datasets) == len(p5.ft_datasets)
+    assert d["fig10_cases"] == d["table3_cells"] == len(p5.ft_archs) * len(p5.ft_datasets)
+    assert d["fig10_blocks"] == len(p5.ft_blocks["resnet18"]) and d["fig11_seeds"] == len(p5.ft_scarce_seeds)
+    assert d["table3_seeds"] == len(p5.ft_table3_seeds)
     for group, (single, triplets) in {4: ("population_single", "population_triplets"),
                                       6: ("ncti_single", "ncti_triplets")}.items():
         g = grids.grid(group, _params(group))

@@ -24,7 +24,7 @@ def hook_counter(module):
 @pytest.fixture(scope="module")
 def r18():
     torch.manual_seed(0)
-    return models.create("resnet18", 10).eval()
+    return models.resnet("resnet18", 10).eval()
 
 
 def test_resnet18_every_block_pooled(r18):
@@ -71,7 +71,7 @@ def test_later_layers_are_not_computed(r18):
 
 
 def test_resnet50_block_numbering():
-    m = models.create("resnet50", 10)
+    m = models.resnet("resnet50", 10)
     assert len(models.blocks(m)) == 16
     assert models.block(m, 8)[0] == "layer3.0" and models.block(m, 14)[0] == "layer4.0"
     out = features.extract_features(m, loader(n=6, size=32), layers=[1, 8, 14, 16, "penultimate"],
@@ -131,7 +131,7 @@ def test_layerwise_nc_streams_the_same_values(r18):
 
 
 def test_training_flag_is_restored():
-    m = models.create("mlp", 3, in_features=16, width=16, depth=3).train()
+    m = models.MLP(16, 3, width=16, depth=3).train()
     dl = DataLoader(TensorDataset(torch.randn(8, 1, 4, 4), torch.arange(8) % 2), batch_size=4)
     out = features.extract_features(m, dl, layers=None, progress=False)
     assert m.training

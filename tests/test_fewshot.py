@@ -275,7 +275,7 @@ def test_evaluate_rejects_mismatched_episodes():
         fewshot.evaluate_episodes(X, y[:-1], eps)
 
 
-def test_few_shot_eval_end_to_end():
+def test_embed_then_evaluate_end_to_end():
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(0)
     y = torch.arange(6).repeat_interleave(8)
@@ -284,7 +284,7 @@ def test_few_shot_eval_end_to_end():
     model = fewshot.backbone("convnet4", 64, hidden=8)
     X, labels = fewshot.embed(model, ds, batch_size=16, device="cpu")
     assert X.shape == (48, 8) and torch.equal(labels, y)
-    res = fewshot.few_shot_eval(model, ds, 5, 1, 5, episodes=10, seed=0, device="cpu")
+    res = fewshot.evaluate_episodes(X, labels, fewshot.sample_episodes(labels, 5, 1, 5, 10, 0))
     assert 0 <= res["accuracy"] <= 100 and np.isfinite(res["nc1"])
     rows = fewshot.evaluate_shots(X, labels, shots=(1, 2), n_query=5, episodes=10)
     assert set(rows) == {1, 2} and rows[1]["accuracy"] == pytest.approx(res["accuracy"])

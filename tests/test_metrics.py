@@ -16,7 +16,6 @@ from ncutils.metrics import (
     nc2_weight_parts,
     nc3,
     nc4,
-    nc_metrics,
     nc_per_class,
     ncc_accuracy,
     numerical_rank,
@@ -98,9 +97,10 @@ def test_non_contiguous_labels_equal_relabelled():
 
 def test_tensor_and_array_inputs_agree():
     X, y = clusters()
-    a = nc_metrics(X, y)
-    b = nc_metrics(torch.from_numpy(X), torch.from_numpy(y))
-    c = nc_metrics(torch.from_numpy(X).float(), torch.from_numpy(y).int())
+    fns = {"nc1": nc1, "cdnv": cdnv, "nc2": nc2, "numerical_rank": numerical_rank}
+    a = {k: fn(X, y) for k, fn in fns.items()}
+    b = {k: fn(torch.from_numpy(X), torch.from_numpy(y)) for k, fn in fns.items()}
+    c = {k: fn(torch.from_numpy(X).float(), torch.from_numpy(y).int()) for k, fn in fns.items()}
     for k in a:
         assert b[k] == pytest.approx(a[k], rel=1e-12)
         assert c[k] == pytest.approx(a[k], rel=1e-5)  # float32 input, float64 accumulation

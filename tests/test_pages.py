@@ -102,8 +102,14 @@ def test_every_code_cell_is_folded_or_removed(nb):
     assert not shown, f"{nb.stem}: code cells {shown} would show their source on the page"
 
 
-def test_the_scale_note_names_no_default_parameters():
-    assert "default parameters" not in plotting.parameter_table({})
+def test_the_scale_note_names_the_settings_a_run_changed_from_its_profile():
+    assert plotting.parameter_table({}) == ""
+    from ncutils.book import settings
+
+    changed = settings.changed(settings.resolve(3, "smoke", {"probe_epochs": 7}, root=ROOT))
+    assert changed == {"probe_epochs": (7, 2)}
+    table = plotting.parameter_table(changed, "smoke")
+    assert "from the smoke profile's" in table and "| `probe_epochs` | `7` | `2` |" in table
 
 
 # --------------------------------------------------------------------------- the smoke book

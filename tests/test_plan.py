@@ -12,11 +12,10 @@ import yaml
 from records import without_timings
 
 from ncutils import fewshot
-from ncutils.book import grids
+from ncutils.book import grids, settings
 from ncutils.book.engine import units
 from ncutils.book.engine.compute import Context, compute
 from ncutils.book.engine.store import Store
-from ncutils.book.runner import chapters, parameters
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER_DATASETS = {"cifar10", "cifar100", "aircraft", "dtd", "pets", "flowers102", "mnist", "fashionmnist",
@@ -31,10 +30,8 @@ def run_book(*args, env=None, timeout=900):
                           timeout=timeout, env={**os.environ, **(env or {})})
 
 
-def _params(profile: str, number: int, **plumbing) -> dict:
-    nb = next(p for p in chapters.chapters(ROOT) if chapters.chapter_number(p) == number)
-    _, name, overrides = parameters.load_profile(ROOT, profile)
-    return parameters.chapter_parameters(nb, name, overrides, plumbing)[1]
+def _params(profile: str, number: int):
+    return settings.resolve(number, profile, root=ROOT)
 
 
 def test_check_lists_every_missing_input_at_once_and_fails_fast(tmp_path):
@@ -111,7 +108,7 @@ def test_paper_dry_run_executes_one_unit_of_every_kind(tmp_path):
     timer = plan.PixelTimer()  # ranks units without timing the ~40 paper networks (minutes on a CPU)
     chosen = {}
     for n in grids.GRIDS:
-        for u in grids.all_units(grids.grid(n, _params("paper", n, dry_run="minimal"))):
+        for u in grids.all_units(grids.grid(n, _params("paper", n), dry_run="minimal")):
             cost = plan.estimate(u, timer)
             if u.kind not in chosen or cost < chosen[u.kind][0]:
                 chosen[u.kind] = (cost, u)
@@ -130,11 +127,11 @@ def test_dry_run_scales_keep_the_paper_shapes():
     """Both dry-run scales keep every network, image size and class count; the batch scale gives pre-training
     at least one full batch of the paper's size, the minimal scale few images and small batches."""
     from ncutils.book import datasets
-    from ncutils.book.runner import dryrun
+    from ncutils.book.engine import dryrun
 
     real = {u.key: u for u in grids.all_units(grids.grid(3, _params("paper", 3)))}
     for scale in dryrun.SCALES:
-        for u in grids.all_units(grids.grid(3, _params("paper", 3, dry_run=scale))):
+        for u in grids.all_units(grids.grid(3, _params("paper", 3), dry_run=scale)):
             if u.kind != "pretrain":
                 continue
             d, batch = u.config["data"], u.config["batch_size"]
@@ -145,7 +142,7 @@ def test_dry_run_scales_keep_the_paper_shapes():
                 assert batch == twin.config["batch_size"] and datasets.size(d) >= batch
             else:
                 assert batch == dryrun.MINIMAL_BATCH and datasets.size(d) == 2 * dryrun.MINIMAL_CLASSES
-    for u in grids.all_units(grids.grid(4, _params("paper", 4, dry_run="minimal"))):
+    for u in grids.all_units(grids.grid(4, _params("paper", 4), dry_run="minimal")):
         if u.kind == "fewshot_eval":  # one episode's classes, each with its shots and a couple of queries
             d = u.config["data"]
             assert d["num_classes"] in (16, 20) and d["stand_in"]["present"] == u.config["ways"]
@@ -170,9 +167,8 @@ def test_local_executor_with_two_workers_gives_the_sequential_results(tmp_path):
     for how, extra in (("sequential", []), ("local", ["--executor", "local", "--workers", "2"])):
         label = f"fanout-{how}-{tmp_path.name}"
         profile = ROOT / "book" / "profiles" / f"{label}.yaml"
-        smoke = yaml.safe_load((ROOT / "book" / "profiles" / "smoke.yaml").read_text())
         # one seed and no heads: every kind of chapter 3 (pre-training, probes, Fig. 4) in fewer units
-        profile.write_text(yaml.safe_dump({**smoke, "profile": "smoke", "pt_seeds": [0], "pt_fig_seeds": [0],
+        profile.write_text(yaml.safe_dump({"profile": "smoke", "pt_seeds": [0], "pt_fig_seeds": [0],
                                            "pt_head_layers": [0]}))
         try:
             out = run_book("--profile", str(profile), "--only", "3", "--no-build", "--quiet",
@@ -192,12 +188,11 @@ def test_local_executor_with_two_workers_gives_the_sequential_results(tmp_path):
     assert outs["local"] == outs["sequential"]
 
 
-def _chain(config, ctx):
+def _chain(ctx, *, x: int, after: units.Unit | None = None, fail: bool = False) -> dict:
     """Adds ``x`` to the value of the unit it comes ``after`` (a test kind with a dependency)."""
-    if config.get("fail"):
+    if fail:
         raise ValueError("asked to fail")
-    after = config.get("after")
-    return {"value": config["x"] + (ctx.result(after)["value"] if after is not None else 0)}
+    return {"value": x + (ctx.result(after)["value"] if after is not None else 0)}
 
 
 def test_a_local_worker_waits_for_dependencies_and_skips_what_needs_a_failed_unit(tmp_path):
@@ -280,13 +275,13 @@ def test_local_workers_share_the_units_and_a_failing_unit_fails_alone(tmp_path):
 def test_every_backbone_of_every_profile_and_dry_run_has_a_description():
     """The pages name each backbone with ``describe_backbone``: public weights, random weights of a public or
     in-book network (the dry run's stand-ins, the random encoders of Chapter 3), or a network pre-trained here."""
-    from ncutils.book.chapter import describe_backbone
+    from ncutils.book.evidence import describe as describe_backbone
 
     seen = set()
     for profile in ("smoke", "cpu", "paper"):
         for dry_run in (False, "minimal"):
             for n in (3, 4, 5, 6):
-                for u in grids.all_units(grids.grid(n, _params(profile, n, dry_run=dry_run))):
+                for u in grids.all_units(grids.grid(n, _params(profile, n), dry_run=dry_run or None)):
                     assert not {"encoder", "model"} & set(u.config), "one field name for the network a unit reads"
                     spec = u.config.get("backbone")
                     if isinstance(spec, dict):
@@ -303,8 +298,8 @@ def test_a_dry_run_judges_no_claim_and_its_claims_page_says_so(tmp_path):
     import pandas as pd
 
     from ncutils.book.chapter import Chapter
+    from ncutils.book.pages.claims import claims_page
     from ncutils.book.rules import RULES
-    from ncutils.book.runner.site import claims_page
     from ncutils.book.verdicts import INCONCLUSIVE, SUPPORTED
 
     supported = RULES["nc1_metric"].judge(pd.DataFrame({"sigma": [0.0, 0.1], "nc1": [0.0, 1.0],
@@ -312,7 +307,7 @@ def test_a_dry_run_judges_no_claim_and_its_claims_page_says_so(tmp_path):
     assert supported.outcome == SUPPORTED
     records = []
     for dry_run in (False, "minimal"):
-        ch = Chapter(1, {**_params("smoke", 1, dry_run=dry_run), "store_dir": str(tmp_path / str(dry_run))})
+        ch = Chapter(1, "smoke", {}, {"dry_run": dry_run or None, "store_dir": str(tmp_path / str(dry_run))})
         v = ch.verdict(supported)
         assert (v.outcome == INCONCLUSIVE) == bool(dry_run)
         assert ch.to_dict()["results"]["verdicts"][0]["outcome"] == v.outcome

@@ -8,20 +8,17 @@ import pytest
 import torch
 from records import without_timings
 
-from ncutils.book import grids, profiles
+from ncutils.book import grids, profiles, settings
 from ncutils.book.engine.compute import Context
 from ncutils.book.engine.store import Store
 from ncutils.book.engine.units import Unit
 from ncutils.book.experiments import scores, sources
-from ncutils.book.runner import chapters, parameters
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _params(profile: str, number: int, replicate: int = 0) -> dict:
-    nb = next(p for p in chapters.chapters(ROOT) if chapters.chapter_number(p) == number)
-    _, name, overrides = parameters.load_profile(ROOT, profile)
-    return parameters.replicated_parameters(nb, name, overrides, {}, replicate)[1]
+def _params(profile: str, number: int, replicate: int = 0):
+    return settings.resolve(number, profile, root=ROOT, replicate=replicate)
 
 
 def test_the_cpu_recipe_trains_to_a_target_with_margin_and_other_profiles_do_not():
@@ -89,11 +86,11 @@ def test_costly_scores_on_a_share_and_an_unknown_score_is_an_error(tmp_path):
 
 def test_the_correlation_population_holds_every_in_book_source_model_once():
     p, q = profiles.get("cpu"), _params("cpu", 4)
-    pop = grids.population(p, q, q["ds_population"])
+    pop = grids.population(p, q, q.ds_population)
     keys = [b["source"].key for b in pop.values()]
     assert len(keys) == len(set(keys))
-    seeds = q["population_seeds"]
-    expected = set(q["ds_population"]) | {f"{t}, seed {s}" for t in grids.SETTING_TITLES.values() for s in seeds} \
+    seeds = q.population_seeds
+    expected = set(q.ds_population) | {f"{t}, seed {s}" for t in grids.SETTING_TITLES.values() for s in seeds} \
         | {f"CE + {h}-layer head, seed {s}" for h in (1, 2) for s in seeds} | set(grids.fig4_models(p, q))
     assert set(pop) <= expected
     fig4 = {m.key for m in grids.fig4_models(p, q).values()}
@@ -111,8 +108,8 @@ def test_a_replicate_redraws_the_seed_of_every_unit(number):
     base = grids.all_units(grids.grid(number, _params("cpu", number)))
     rep = grids.all_units(grids.grid(number, _params("cpu", number, replicate=1)))
     seeded = [u for u in rep if "seed" in u.config]
-    assert seeded and all(u.config["seed"] >= parameters.REPLICATE_STRIDE for u in seeded), \
-        sorted({(u.kind, u.config["seed"]) for u in seeded if u.config["seed"] < parameters.REPLICATE_STRIDE})
+    assert seeded and all(u.config["seed"] >= settings.REPLICATE_STRIDE for u in seeded), \
+        sorted({(u.kind, u.config["seed"]) for u in seeded if u.config["seed"] < settings.REPLICATE_STRIDE})
     assert not ({u.key for u in seeded} & {u.key for u in base})
 
 

@@ -35,8 +35,9 @@ def test_chapter_one_of_the_cpu_book_is_identical_across_runs(tmp_path):
         out = tmp_path / run
         out.mkdir()
         pm.execute_notebook(str(ROOT / "book" / "01_nc_metrics.ipynb"), str(out / "nb.ipynb"), cwd=str(ROOT / "book"),
-                            parameters={"results_path": str(out / "ch1.json"), "store_dir": str(out / "store"),
-                                        "progress": False}, kernel_name="python3", progress_bar=False)
+                            parameters={"runner": {"results_path": str(out / "ch1.json"),
+                                                   "store_dir": str(out / "store")}},
+                            kernel_name="python3", progress_bar=False)
         rec = json.loads((out / "ch1.json").read_text())
         # the cost units time two implementations: their timings differ, their values must not
         records.append(without_timings({"units": rec["units"], "results": rec["results"]}))

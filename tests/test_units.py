@@ -1,6 +1,8 @@
 """Units keyed by their complete configuration and code; the store; computing and reusing results."""
 
 import copy
+import dataclasses
+import inspect
 import json
 import subprocess
 import sys
@@ -20,12 +22,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 # --------------------------------------------------------------------------- the smoke grids' units
-def _smoke_params(number: int) -> dict:
-    from ncutils.book.runner import chapters, parameters
+def _smoke_params(number: int):
+    from ncutils.book import settings
 
-    nb = next(p for p in chapters.chapters(ROOT) if chapters.chapter_number(p) == number)
-    _, _, overrides = parameters.load_profile(ROOT, "smoke")
-    return parameters.chapter_parameters(nb, "smoke", overrides, {})[1]
+    return settings.resolve(number, "smoke", root=ROOT)
 
 
 @pytest.fixture(scope="module")
@@ -55,8 +55,8 @@ def _mutations(value):
         return [value * 2 + 1]
     if isinstance(value, str):
         return [value + "x"]
-    if value is None:
-        return [1]
+    if value is None:  # an optional argument given: a number or a dict, whichever its annotation allows
+        return [1, {"given": 1}]
     if isinstance(value, list):
         return [value[:-1] if value else [0], [*value, value[-1] if value else 1]]
     if isinstance(value, dict):
@@ -74,10 +74,17 @@ def _mutations(value):
 def test_every_field_of_a_configuration_is_in_the_key(kind, smoke_units):
     u = smoke_units[kind]
     assert u.key.startswith(f"{kind}-") and u.key == Unit(kind, copy.deepcopy(dict(u.config))).key
+    assert list(u.config) == list(KINDS[kind].arguments)  # complete: every argument of the kind
     for field, value in u.config.items():
+        tried = 0
         for changed in _mutations(value):
-            other = Unit(kind, {**u.config, field: changed})
+            try:
+                other = Unit(kind, {**u.config, field: changed})
+            except ValueError:  # a value the argument's annotation does not allow
+                continue
+            tried += 1
             assert other.key != u.key, f"{kind}: changing {field} to {changed!r} kept the key"
+        assert tried, f"{kind}: no allowed change of {field}"
 
 
 @pytest.mark.parametrize("kind", ["nc_streaming", "pretrain", "probe", "layer_nc", "layerwise_probe",
@@ -86,8 +93,8 @@ def test_units_are_computed_once_and_recomputed_when_a_field_changes(kind, smoke
     u = smoke_units[kind]
     calls = []
     fn = KINDS[kind].fn
-    monkeypatch.setitem(KINDS, kind, units.Kind(kind, lambda c, ctx: calls.append(1) or fn(c, ctx),
-                                                KINDS[kind].module, "", KINDS[kind].stores_weights))
+    monkeypatch.setitem(KINDS, kind, dataclasses.replace(KINDS[kind],
+                                                         fn=lambda ctx, **c: calls.append(1) or fn(ctx, **c)))
     store = Store(tmp_path)
     first = compute(u, Context(store))
     assert calls == [1]
@@ -110,11 +117,103 @@ def test_a_dependency_changes_the_key_of_what_uses_it(smoke_units):
 
 def test_configurations_must_be_exact_json():
     with pytest.raises(TypeError, match="finite"):
-        units.unit("nc_streaming", sigma=float("nan"))
+        units.unit("nc_streaming", classes=3, dim=4, per_class=5, sigma=float("nan"), batch_size=4, seed=0)
     with pytest.raises(TypeError, match="JSON values"):
-        units.unit("nc_streaming", sigma=object())
+        units.unit("nc_constructed", classes=3, dim=4, per_class=5, sigmas=[object()], seed=0)
     with pytest.raises(ValueError, match="unknown unit kind"):
         units.unit("no_such_kind")
+
+
+# --------------------------------------------------------------------------- the signature is the schema
+def _probe_config(**changes) -> dict:
+    return {"backbone": {"random": {"arch": "mlp", "width": 8, "depth": 2}, "num_classes": 2, "seed": 0},
+            "train": {"source": "synthetic", "split": "train"}, "test": {"source": "synthetic", "split": "test"},
+            "epochs": 2, "seed": 0, **changes}
+
+
+def test_a_misspelt_argument_is_named_with_the_nearest_one():
+    with pytest.raises(ValueError) as err:
+        Unit("probe", {**_probe_config(), "epoch": 3})
+    assert str(err.value) == ("unit kind 'probe' has no argument 'epoch' (did you mean 'epochs'?); its arguments are "
+                              "backbone, train, test, epochs, lr, batch_size, loader_batch, seed.")
+    with pytest.raises(ValueError, match=r"unit kind 'nc_streaming' has no argument 'sigmas' \(did you mean 'sigma'"):
+        units.unit("nc_streaming", classes=3, dim=4, per_class=5, sigmas=[0.5], batch_size=4, seed=0)
+
+
+def test_a_missing_argument_is_named_with_what_it_takes():
+    config = _probe_config()
+    del config["epochs"]
+    with pytest.raises(ValueError) as err:
+        Unit("probe", config)
+    assert str(err.value).startswith("unit kind 'probe' is missing required argument 'epochs' (an int);")
+    with pytest.raises(ValueError, match="unit kind 'finetune' is missing required arguments 'backbone'"):
+        units.unit("finetune", method="full")
+
+
+@pytest.mark.parametrize("value, got", [("2", "'2' (str)"), (2.5, "2.5 (float)"),
+                                        (True, "True (bool; a bool is not a number here)")])
+def test_a_value_of_the_wrong_type_is_named_with_what_is_allowed(value, got):
+    with pytest.raises(ValueError) as err:
+        units.unit("probe", **_probe_config(epochs=value))
+    assert str(err.value) == f"unit kind 'probe': argument 'epochs' must be an int; got {got}."
+
+
+def test_scalars_are_checked_strictly_and_containers_by_their_type():
+    assert Unit("probe", _probe_config(lr=1)).config["lr"] == 1  # an int is a float
+    with pytest.raises(ValueError, match="argument 'lr' must be a float or an int; got False"):
+        Unit("probe", _probe_config(lr=False))
+    with pytest.raises(ValueError, match="argument 'backbone' must be a dict or a unit; got 'x'"):
+        Unit("probe", _probe_config(backbone="x"))
+    with pytest.raises(ValueError, match="argument 'sigmas' must be a list; got 0.5"):
+        units.unit("nc_constructed", classes=3, dim=4, per_class=5, sigmas=0.5, seed=0)
+    with pytest.raises(ValueError, match="argument 'block' must be an int or None; got 'layer3'"):
+        units.unit("finetune", **{**_probe_config(), "method": "layer", "block": "layer3", "num_classes": 2,
+                                  "lr": 0.1, "weight_decay": 0.0, "batch_size": 8})
+    source = units.unit("nc_streaming", classes=3, dim=4, per_class=5, sigma=0.5, batch_size=4, seed=0)
+    assert Unit("probe", _probe_config(backbone=source)).deps == (source,)  # a unit where a dict is annotated
+
+
+def test_defaults_are_applied_into_the_configuration_and_the_key():
+    u = Unit("probe", _probe_config())
+    assert list(u.config) == ["backbone", "train", "test", "epochs", "lr", "batch_size", "loader_batch", "seed"]
+    assert (u.config["lr"], u.config["batch_size"], u.config["loader_batch"]) == (0.1, 256, 256)
+    assert u.key == Unit("probe", _probe_config(lr=0.1, batch_size=256, loader_batch=256)).key
+    assert u.key == units.unit("probe", **_probe_config()).key
+    assert u.key != Unit("probe", _probe_config(lr=0.2)).key
+    # a read-only mapping default becomes a plain dict of each unit's own
+    net = {"arch": "mlp", "width": 8, "depth": 2}
+    data = {"source": "synthetic", "split": "train", "num_classes": 2, "image_size": 4, "channels": 1}
+    a, b = (units.unit("pretrain", network=net, data=data, num_classes=2, loss="ce", head_layers=0, level=1,
+                       epochs=1, lr=0.1, batch_size=4, seed=s) for s in (0, 1))
+    assert a.config["schedule"] == {"kind": "cosine"} and type(a.config["schedule"]) is dict
+    assert a.config["schedule"] is not b.config["schedule"] and a.config["loss_options"] == {}
+    assert (a.config["adv_eps"], a.config["until"], a.config["min_lr"]) == (None, None, 1e-4)
+
+
+def test_every_kind_takes_the_context_then_annotated_keyword_only_arguments():
+    units._load_kinds()
+    assert KINDS
+    for name, k in KINDS.items():
+        params = list(inspect.signature(k.fn).parameters.values())
+        assert params[0].name == "ctx" and params[0].kind is inspect.Parameter.POSITIONAL_OR_KEYWORD, name
+        assert params[1:] and all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in params[1:]), name
+        assert all(p.annotation is not inspect.Parameter.empty for p in params[1:]), name
+        assert k.signature == inspect.signature(k.fn, eval_str=True)
+        assert list(k.arguments) == [p.name for p in params[1:]]
+
+
+def test_a_kind_whose_signature_is_not_a_schema_is_refused():
+    with pytest.raises(TypeError, match="keyword-only"):
+        units.kind("test_positional")(lambda ctx, epochs: {})
+    with pytest.raises(TypeError, match="has no annotation"):
+        units.kind("test_unannotated")(lambda ctx, *, epochs: {})
+
+    def odd(ctx, *, epochs: set) -> dict:
+        return {}
+
+    with pytest.raises(TypeError, match="annotation"):
+        units.kind("test_odd")(odd)
+    assert not {"test_positional", "test_unannotated", "test_odd"} & set(KINDS)
 
 
 # --------------------------------------------------------------------------- code fingerprints
@@ -161,10 +260,10 @@ def test_no_import_cycle_inside_ncutils_imports_in_functions_included():
 
 
 def _cpu_plan() -> list[Unit]:
-    from ncutils.book.runner import chapters, parameters, plan
+    from ncutils.book import settings
+    from ncutils.book.runner import chapters, plan
 
-    _, _, overrides = parameters.load_profile(ROOT, "cpu")
-    params = {nb: parameters.chapter_parameters(nb, "cpu", overrides, {})[1] for nb in chapters.chapters(ROOT)}
+    params = {nb: settings.resolve(chapters.chapter_number(nb), "cpu", root=ROOT) for nb in chapters.chapters(ROOT)}
     return plan.flatten(plan.chapter_units(params))
 
 
@@ -229,6 +328,9 @@ READERS = {"probe", "layerwise_probe", "layer_nc", "fewshot_eval", "finetune", "
     ("ncutils/pretrain/adversarial.py", _append("_EDITED = 1"), {"pretrain"} | READERS, set()),
     # two levels down: the probe kind -> ncutils.pretrain.loop.transfer -> ncutils.probe.layerwise_probe
     ("ncutils/probe.py", _in_function("layerwise_probe", "_edited = 1"), {"probe"}, {"nc_constructed"}),
+    # a kind module: its own kinds (and what reads them) only; fine-tuning no longer imports the probing module
+    ("ncutils/book/experiments/probing.py", _append("_EDITED = 1"), {"probe", "layerwise_probe", "layer_nc"},
+     {"pretrain", "finetune", "fewshot_eval", "transfer_scores", "param_percentages", "nc_constructed"}),
     # three levels down: finetune -> ncutils.finetune.loop -> ncutils.training -> ncutils.runtime
     ("ncutils/runtime.py", _in_function("seed_everything", "_edited = 1"), {"finetune", "pretrain"},
      {"nc_constructed", "nc_surrogates"}),

@@ -1,123 +1,59 @@
-"""What a chapter notebook holds: its parameters, its grid of units, and the record of what it used.
+"""A chapter notebook's thin view of its settings, its grid of units, the store and its record.
 
-A notebook opens its chapter with ``ch = Chapter(5, globals())`` after its ``parameters`` cell.
-``ch["table3"]`` is ``{label: result}`` for the units of that group of the chapter's grid
-(:mod:`ncutils.book.grids`): each result is read from the store or, when missing, computed here and
-stored. Every unit the chapter reads, with its configuration and result, and every value the
-notebook records with :meth:`Chapter.put` (composed tables, verdicts) are written, as they come, to
-the chapter's JSON file beside the executed notebook.
+A notebook opens with ``ch = Chapter(5, profile, changes, runner)`` right after its ``parameters`` cell,
+and reads its settings as ``params = ch.settings`` (a typed, checked instance of the chapter's declaration in
+:mod:`ncutils.book.settings`). ``ch["table3"]`` is ``{label: result}`` for the units of that group of the
+chapter's grid (:mod:`ncutils.book.grids`): each result is read from the store or, when missing, computed here
+and stored. Every unit the chapter reads, with its configuration and result, and every value the notebook
+records with :meth:`Chapter.put` (composed tables, verdicts) are written, as they come, to the chapter's JSON
+file beside the executed notebook.
 
-Parameters the notebooks share (the plumbing, set by the runner):
+The parameters cell holds three names, which papermill may replace:
 
-``profile``          smoke | cpu | paper (:mod:`ncutils.book.profiles`)
-``results_path``     the chapter's JSON file (``None``: keep it in memory)
-``store_dir``        the unit store (:class:`ncutils.book.engine.store.Store`)
-``reuse_results``    ``False`` recomputes every unit finished before this run started
-``compute_missing``  ``False`` fails on a unit that is not stored (after a fan-out run)
-``dry_run``          the paper-shaped dry run: synthetic stand-ins, random weights (:mod:`ncutils.book.runner.dryrun`)
-``device``, ``data_root``, ``progress``, ``seed``
+``profile``   smoke | cpu | paper: the profile the settings start from (:mod:`ncutils.book.profiles`)
+``changes``   the settings changed from the profile's, by name (``{"probe_epochs": 10}``)
+``runner``    where and how the chapter runs (:class:`ncutils.book.settings.Run`): the runner sets it
 """
 
 from __future__ import annotations
 
-import ast
 import json
 import os
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from ncutils.book import grids
+from ncutils.book import settings as settings_
 from ncutils.book.engine.compute import Context
 from ncutils.book.engine.store import FRESH_ENV, Store, atomic_write, to_jsonable
 from ncutils.book.engine.units import Unit, canonical
 
-__all__ = ["FRESH_ENV", "PLUMBING", "Chapter", "describe_backbone", "parameters"]
-
-#: Parameters that say where and how a chapter runs, not what it computes.
-PLUMBING = ("profile", "results_path", "store_dir", "reuse_results", "compute_missing", "dry_run", "device",
-            "data_root", "progress")
-
-
-def _assignments(source: str) -> dict[str, Any]:
-    """``{name: value}`` of the literal assignments in a cell's source (others are skipped)."""
-    out = {}
-    try:
-        tree = ast.parse(source)
-    except SyntaxError:
-        return out
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-            try:
-                out[node.targets[0].id] = ast.literal_eval(node.value)
-            except ValueError:
-                continue
-    return out
-
-
-def overridden(namespace: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
-    """``{name: (value in this run, notebook default)}`` for the parameters papermill changed.
-
-    Read from the kernel's input history: papermill's injected cell (it starts with ``# Parameters``)
-    follows the notebook's own parameters cell. Empty when the notebook runs with its defaults.
-    """
-    history = list(namespace.get("In") or [])
-    for i in range(len(history) - 1, 0, -1):
-        if history[i].lstrip().startswith("# Parameters"):
-            injected, defaults = _assignments(history[i]), _assignments(history[i - 1])
-            return {k: (v, defaults.get(k)) for k, v in injected.items() if defaults.get(k) != v}
-    return {}
-
-
-def parameters(namespace: Mapping[str, Any]) -> dict[str, Any]:
-    """The JSON-able public variables of a notebook namespace (its parameters and little else)."""
-    out = {}
-    for k, v in namespace.items():
-        if k.startswith("_") or k in ("In", "Out", "exit", "quit", "get_ipython"):
-            continue
-        try:
-            out[k] = canonical(v)
-        except TypeError:
-            continue
-    return out
-
-
-def describe_backbone(spec: Mapping[str, Any]) -> str:
-    """A backbone spec (see :mod:`ncutils.book.networks`) in words, for a page (Markdown)."""
-    from ncutils.book import networks
-
-    f, arch = networks.form(spec), networks.architecture(spec)
-    name = arch if isinstance(arch, str) else arch["arch"]
-    if f == "public":
-        return f"public weights `{name}`"
-    if f == "random":
-        return f"`{name}` with random weights"
-    return f"`{name}` pre-trained here ({networks.source_of(spec).config['epochs']} epochs)"
+__all__ = ["FRESH_ENV", "Chapter"]
 
 
 class Chapter:
-    """One chapter's grid, execution context and results record (see the module docstring)."""
+    """One chapter's settings, grid, execution context and results record (see the module docstring)."""
 
-    def __init__(self, number: int, namespace: Mapping[str, Any]):
-        p = parameters(namespace)
-        missing = [k for k in ("profile", "seed", "store_dir") if k not in p]
-        if missing:
-            raise ValueError(f"chapter {number} needs the parameters {missing}; define them in the parameters cell.")
-        self.number, self.params = number, p
-        self.overrides = {k: v for k, v in overridden(namespace).items() if k not in PLUMBING}
-        self.profile = grids.profile_of(p)
-        self.grid = grids.grid(number, p)
-        fresh = None
-        if not p.get("reuse_results", True):
-            fresh = float(os.environ.get(FRESH_ENV, time.time()))
-        self.ctx = Context(Store(p["store_dir"], fresh_since=fresh), device=p.get("device", "auto"),
-                           data_root=p.get("data_root"), progress=bool(p.get("progress", False)),
-                           compute_missing=bool(p.get("compute_missing", True)))
-        self.path = Path(p["results_path"]) if p.get("results_path") else None
+    def __init__(self, number: int, profile: str = settings_.DEFAULT_PROFILE,
+                 changes: Mapping[str, Any] | None = None, runner: Mapping[str, Any] | None = None):
+        self.number = number
+        self.settings = settings_.resolve(number, profile, changes)
+        self.run = settings_.Run(**settings_.checked(settings_.Run, dict(runner or {}), "runner"))
+        self.changed = settings_.changed(self.settings)
+        self.profile = grids.profile_of(self.settings)
+        self.grid = grids.grid(number, self.settings, dry_run=self.run.dry_run)
+        r = self.run
+        fresh = None if r.reuse_results else float(os.environ.get(FRESH_ENV, time.time()))
+        store = r.store_dir or str(settings_.find_root() / "_build" / "store")
+        self.ctx = Context(Store(store, fresh_since=fresh), device=r.device, data_root=r.data_root,
+                           progress=r.progress, compute_missing=r.compute_missing)
+        self.path = Path(r.results_path) if r.results_path else None
         self._record: dict[str, Any] = {
-            "meta": {"chapter": number, "profile": p["profile"], "dry_run": p.get("dry_run") or False,
-                     "parameters": {k: v for k, v in p.items() if k not in PLUMBING or k == "profile"}},
+            "meta": {"chapter": number, "profile": self.settings.profile, "dry_run": r.dry_run or False,
+                     "replicate": r.replicate, "parameters": settings_.as_dict(self.settings)},
             "units": {}, "groups": {}, "results": {}}
         self._save()
 
@@ -159,9 +95,7 @@ class Chapter:
     def verdict(self, v):
         """Record verdict ``v`` (:class:`ncutils.book.verdicts.Verdict`) for the claims page and return it to
         display. In a dry run every claim is inconclusive: stand-ins and random weights test no claim."""
-        if self.params.get("dry_run"):
-            from dataclasses import replace
-
+        if self.run.dry_run:
             from ncutils.book.verdicts import INCONCLUSIVE
 
             v = replace(v, outcome=INCONCLUSIVE, regime_met=False, reason="A dry run cannot test a claim.",
@@ -183,21 +117,10 @@ class Chapter:
         through another unit, with its setting, source NC1 and ``train_accuracy`` (the terminal-phase check),
         recorded in the chapter's JSON under ``results["source_models"]``."""
         from ncutils.book.engine.units import closure
+        from ncutils.book.evidence import source_model_row
 
         wanted = [u for g, units in self.grid.items() if groups is None or g in groups for u in units.values()]
-        rows = []
-        for u in closure(wanted):
-            if u.kind != "pretrain":
-                continue
-            c, r = u.config, self.result(u)
-            net = c["network"]
-            rows.append({"network": net.get("arch", "?") + (f"-w{net['width']}" if "width" in net else ""),
-                         "data": c["data"]["source"], "classes": c["num_classes"], "loss": c["loss"],
-                         "head layers": c["head_layers"], "level": c["level"],
-                         "adv. ε (/255)": None if c["adv_eps"] is None else round(c["adv_eps"] * 255, 3),
-                         # the schedule's epochs and those the recipe's training-accuracy target added
-                         "epochs": c["epochs"] + int(r.get("extra_epochs") or 0), "lr": c["lr"], "seed": c["seed"],
-                         "source NC1": r["source_nc1"], "train_accuracy": r["train_accuracy"], "key": u.key})
+        rows = [source_model_row(u, self.result(u)) for u in closure(wanted) if u.kind == "pretrain"]
         return self.put("source_models", rows)
 
     def to_dict(self) -> dict:
@@ -210,19 +133,9 @@ class Chapter:
     # ---- text
     def findings(self) -> str:
         """What the chapter found, in one sentence built from its verdicts (Markdown), for its opening summary."""
-        verdicts = self._record["results"].get("verdicts") or []
-        if not verdicts:
-            return "It tests no claim of the paper by a rule; the figures and tables below show what it measured."
-        parts = []
-        for v in verdicts:
-            name = v["claim"].get("short") or v["claim"]["where"].split(";")[0]
-            outcome = v["outcome"]
-            if v.get("regime_met") is False:
-                outcome += " (not in the claim's regime)"
-            parts.append(f"{name}: **{outcome}**")
-        if len(verdicts) == 1:
-            return f"It tests one claim of the paper; in this build: {parts[0]}."
-        return f"Of the {len(verdicts)} claims it tests, the verdicts in this build are: " + "; ".join(parts) + "."
+        from ncutils.book.pages.claims import findings
+
+        return findings(self._record["results"].get("verdicts") or [])
 
     def glue_findings(self) -> None:
         """Glue :meth:`findings` as ``ch<N>_findings`` (Markdown) for the summary at the top of the chapter."""
@@ -240,25 +153,14 @@ class Chapter:
         and table headers."""
         return self.title(name).split(" (")[0]
 
-    def note(self, details: str = ""):
-        """The note opening the chapter: the scale it was computed at, the parameters this run changed from the
-        notebook's defaults, and a dry run's warning."""
+    def note(self, details: str = "") -> None:
+        """Show the note opening the chapter: the scale it was computed at, the settings this run changed from the
+        profile's, and a dry run's warning (displayed wherever in its cell the call stands)."""
+        from IPython.display import display
+
         from ncutils.book.plotting import scale_note
 
-        return scale_note(self.profile, details, dry_run=self.params.get("dry_run") or False,
-                          overrides=self.overrides)
-
-
-def setting_of(unit: Unit, label: str) -> str:
-    """The pre-training setting of the network a probe, few-shot or score unit reads: its source model's
-    configuration without the seed, so that models which differ only by their seed share it (the independent
-    unit of the correlation rules); a public network (no source model) is its own setting, ``label``."""
-    from ncutils.book import networks
-
-    src = networks.source_of(unit.config.get("backbone"))
-    if src is None:
-        return label
-    return json.dumps({k: v for k, v in canonical(src.config).items() if k != "seed"}, sort_keys=True, default=str)
+        display(scale_note(self.profile, details, dry_run=self.run.dry_run or False, overrides=self.changed))
 
 
 def _label(k: Any) -> str:

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 import matplotlib.pyplot as plt
 from IPython.display import Markdown
 
-from ncutils.book.runner import dryrun
+from ncutils.book.engine import dryrun
 
 __all__ = ["COLUMN_WIDTH", "DPI", "figure", "figure_legend", "glue_figure", "integer_ticks", "legend_outside",
            "log_major_only", "scale_note", "style", "text_overlaps"]
@@ -190,26 +190,27 @@ def _short(value) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def parameter_table(overrides: Mapping[str, tuple]) -> str:
-    """A Markdown table of the parameters a run changed: name, value in this run, notebook default."""
+def parameter_table(overrides: Mapping[str, tuple], profile: str = "the") -> str:
+    """A Markdown table of the settings a run changed from its profile's: name, value in this run, the profile's
+    value (:func:`ncutils.book.settings.changed`)."""
     if not overrides:
         return ""
     rows = "\n".join(f"| `{k}` | `{_short(v)}` | `{_short(d)}` |" for k, (v, d) in sorted(overrides.items()))
-    return ("Parameters this run changed from the notebook's defaults:\n\n| parameter | this run | default |\n"
+    return (f"Settings this run changed from the {profile} profile's:\n\n| setting | this run | {profile} profile |\n"
             f"|---|---|---|\n{rows}")
 
 
 def scale_note(profile, details: str = "", *, dry_run: bool | str = False, overrides: Mapping[str, tuple] | None = None
                ) -> Markdown:
     """A note stating the scale a chapter ran at (``profile``: a :class:`ncutils.book.profiles.Profile`) and
-    the parameters the run changed (``overrides``: name -> (value, default))."""
+    the settings the run changed from the profile's (``overrides``: name -> (value, the profile's value))."""
     text = f"This copy of the chapter was computed with {profile.scale}."
     if details:
         text += f" {details}"
     if profile.name != "paper":
         text += (" The paper's numbers are shown beside ours; they come from far larger models and "
                  "datasets, so compare trends, not values.")
-    table = parameter_table(overrides or {})
+    table = parameter_table(overrides or {}, profile.name)
     note = f":::{{note}}\n{text}" + (f"\n\n{table}" if table else "") + "\n:::"
     if dry_run:
         note = (":::{warning}\nThis is a **dry run**: every number on this page was computed on synthetic "

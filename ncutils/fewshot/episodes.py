@@ -22,7 +22,6 @@ __all__ = [
     "embed",
     "evaluate_episodes",
     "evaluate_shots",
-    "few_shot_eval",
     "paper_optimizer",
     "sample_episodes",
     "split_nc1",
@@ -318,30 +317,6 @@ def embed(
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     out = extract_features(model, loader, layers=("penultimate",), device=device, progress=False)
     return out["penultimate"], out["labels"]
-
-
-def few_shot_eval(
-    model: nn.Module,
-    dataset: Dataset,
-    n_way: int = 5,
-    k_shot: int = 1,
-    n_query: int = 15,
-    episodes: int = 600,
-    seed: int = 0,
-    *,
-    normalize: bool = True,
-    batch_size: int = 256,
-    device: str | torch.device = "auto",
-) -> dict[str, Any]:
-    """Embed ``dataset`` (a meta-test split) with the frozen ``model`` and evaluate few-shot episodes.
-
-    :func:`embed` + :func:`sample_episodes` + :func:`evaluate_episodes`; see the latter for
-    the returned dict. To score several shots on one embedding pass, use :func:`embed` and
-    :func:`evaluate_shots`.
-    """
-    X, y = embed(model, dataset, batch_size=batch_size, device=device)
-    eps = sample_episodes(y, n_way, k_shot, n_query, episodes, seed)
-    return evaluate_episodes(X, y, eps, normalize=normalize)
 
 
 def split_nc1(

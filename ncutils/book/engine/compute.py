@@ -126,7 +126,7 @@ def _run(u: Unit, ctx: Context) -> Any:
         outer, ctx.current = ctx.current, u
         try:
             with fixed_threads():
-                out = kind.fn(u.config, ctx)
+                out = kind.fn(ctx, **u.config)
                 threads = torch.get_num_threads()
         finally:
             ctx.current = outer

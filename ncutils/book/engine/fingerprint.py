@@ -2,7 +2,7 @@
 
 A unit's key hashes its configuration and the fingerprint of the module that defines its kind
 (:mod:`ncutils.book.engine.units`); a chapter's record hashes its notebook and the fingerprint of
-what the notebook imports (:mod:`ncutils.book.runner.cli`). Both ask this module, which reads
+what the notebook imports (:mod:`ncutils.book.engine.chapter_key`). Both ask this module, which reads
 source files (it imports nothing it fingerprints).
 
 **What a module can run.** Module ``m`` depends on every ``ncutils`` module it imports, at module
@@ -46,7 +46,11 @@ a change to                            changes the keys of
 ``transferability/scores.py``          ``transfer_scores`` only (*checked*)
 ``data/*``, ``transforms``, ``hub``    the kinds that load data or public networks
 ``book/datasets.py``, ``networks.py``  every kind that reads data or a network
+``book/experiments/<module>.py``       the kinds it defines and the units that depend on theirs (*checked*:
+                                       ``probing.py`` leaves ``finetune`` and ``pretrain`` alone)
 ``book/engine``, ``runner``, pages     nothing
+``book/engine/dryrun.py``              the dry-run units only, through their rewritten configurations (the
+                                       dry run is a transform of units, not code a kind runs)
 =====================================  =====================================================================
 """
 

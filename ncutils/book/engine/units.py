@@ -3,8 +3,17 @@
 The book's work is a grid of independent **units** (pre-train a source model, probe an encoder,
 fine-tune one configuration, ...). A :class:`Unit` is a kind (the name of the function that runs
 it, see :mod:`ncutils.book.experiments`) and a configuration: plain JSON values, and other units
-it depends on (a probe names the pre-training unit whose encoder it probes). Its **key** is a hash
-of
+it depends on (a probe names the pre-training unit whose encoder it probes).
+
+**The signature is the schema** (scikit-learn's rule). A kind is a function ``fn(ctx, *, name: type =
+default, ...)``: after the context, keyword-only, annotated arguments whose names are the configuration's
+keys. :func:`kind` records the signature, and :class:`Unit` checks a configuration against it when the
+unit is made: an unknown (misspelt) key, a missing argument or a value of the wrong type raises
+``ValueError`` naming the kind, the argument and what it allows. Defaults live in the signature only, and
+a unit's :attr:`~Unit.config` is the complete set of arguments, defaults applied, so its key covers every
+value the kind is called with (``kind.fn(ctx, **unit.config)``).
+
+A unit's **key** is a hash of
 
 * the configuration, with every nested unit replaced by that unit's own key, so a change anywhere
   upstream changes every key downstream;
@@ -19,12 +28,16 @@ not part of the configuration: a unit computed on a cluster GPU is reused by a n
 
 from __future__ import annotations
 
+import difflib
 import functools
 import hashlib
 import importlib
+import inspect
 import json
 import math
-from collections.abc import Callable, Iterator, Mapping
+import types
+import typing
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,14 +52,17 @@ class Unit:
     """One experiment: ``kind`` run on ``config``.
 
     ``config`` holds JSON values (dicts, lists, strings, numbers, booleans, ``None``) and other
-    :class:`Unit` objects, its dependencies. Units compare and hash by :attr:`key`.
+    :class:`Unit` objects, its dependencies. It is checked against the kind's signature when the unit
+    is made (``ValueError`` for an unknown key, a missing argument or a value of the wrong type), and
+    stored complete: every argument of the kind, its default where the configuration leaves it out.
+    Units compare and hash by :attr:`key`.
     """
 
     kind: str
     config: Mapping[str, Any] = field(repr=False)
 
     def __post_init__(self) -> None:
-        get_kind(self.kind)
+        object.__setattr__(self, "config", get_kind(self.kind).bind(self.config))
         canonical(self.config)  # validates: only JSON values and units
 
     @functools.cached_property
@@ -85,7 +101,7 @@ class Unit:
 
 
 def unit(kind: str, **config: Any) -> Unit:
-    """``Unit(kind, config)`` with the configuration given as keyword arguments."""
+    """``Unit(kind, config)`` with the configuration given as keyword arguments (checked the same way)."""
     return Unit(kind, config)
 
 
@@ -153,10 +169,12 @@ def closure(units) -> list[Unit]:
 # --------------------------------------------------------------------------- kinds
 @dataclass(frozen=True)
 class Kind:
-    """A unit kind: ``fn(config, ctx) -> JSON result`` defined in ``module``.
+    """A unit kind: ``fn(ctx, *, argument: type = default, ...) -> JSON result`` defined in ``module``.
 
-    ``stores_weights`` kinds also save a network with the result (``ctx.save_weights``), which
-    dependent units load (``ctx.load_weights``).
+    ``signature`` is ``fn``'s (annotations evaluated): its keyword-only arguments after ``ctx`` are the
+    configuration's keys, their annotations the values each allows, their defaults the only defaults
+    (:meth:`bind`). ``stores_weights`` kinds also save a network with the result (``fn`` returns
+    ``(result, network)``), which dependent units load (``ctx.load_weights``).
     """
 
     name: str
@@ -164,6 +182,142 @@ class Kind:
     module: str
     doc: str
     stores_weights: bool = False
+    signature: inspect.Signature | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.signature is None:
+            object.__setattr__(self, "signature", _kind_signature(self.name, self.fn))
+
+    @property
+    def arguments(self) -> dict[str, inspect.Parameter]:
+        """The configuration's arguments by name, in the signature's order (``ctx`` left out)."""
+        return dict(list(self.signature.parameters.items())[1:])
+
+    def bind(self, config: Mapping[str, Any]) -> dict[str, Any]:
+        """``config`` checked against the signature and completed with its defaults, in the signature's order.
+
+        Raises ``ValueError`` (one line naming the kind, the argument and what it allows) for a key that is
+        not an argument, a required argument left out, or a value its annotation does not allow.
+        """
+        if not isinstance(config, Mapping):
+            raise ValueError(f"unit kind {self.name!r} takes its configuration as a mapping of argument names to "
+                             f"values; got {type(config).__name__}.")
+        args = self.arguments
+        listing = f"its arguments are {', '.join(args)}."
+        unknown = [k for k in config if k not in args]
+        if unknown:
+            named = []
+            for k in unknown:
+                close = difflib.get_close_matches(str(k), list(args), n=1)
+                named.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+            what = "argument" if len(unknown) == 1 else "arguments"
+            raise ValueError(f"unit kind {self.name!r} has no {what} {', '.join(named)}; {listing}")
+        missing = [n for n, p in args.items() if n not in config and p.default is inspect.Parameter.empty]
+        if missing:
+            what = "argument" if len(missing) == 1 else "arguments"
+            named = ", ".join(f"{n!r} ({_allowed(args[n].annotation)})" for n in missing)
+            raise ValueError(f"unit kind {self.name!r} is missing required {what} {named}; {listing}")
+        out = {}
+        for n, p in args.items():
+            if n not in config:
+                out[n] = _fresh(p.default)
+                continue
+            value = config[n]
+            if not _allows(p.annotation, value):
+                note = "; a bool is not a number here" if isinstance(value, bool) and _allows(p.annotation, 1) else ""
+                raise ValueError(f"unit kind {self.name!r}: argument {n!r} must be {_allowed(p.annotation)}; got "
+                                 f"{value!r} ({type(value).__name__}{note}).")
+            out[n] = value
+        return out
+
+
+#: Annotations a kind's argument may have, besides ``X | None``, ``list[...]``, ``dict[...]`` and ``Mapping[...]``.
+_SCALARS = {int: ("an int",), float: ("a float", "an int"), str: ("a string",), bool: ("a bool",)}
+
+
+def _allows(annotation: Any, value: Any) -> bool:
+    """Whether an argument annotated ``annotation`` may take ``value`` (strict on scalars: a bool is not an int)."""
+    if annotation is Any:
+        return True
+    if annotation is None or annotation is type(None):
+        return value is None
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return any(_allows(a, value) for a in typing.get_args(annotation))
+    base = origin or annotation
+    if base is bool:
+        return isinstance(value, bool)
+    if base is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if base is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if base is str:
+        return isinstance(value, str)
+    if base in (dict, Mapping):
+        return isinstance(value, (Mapping, Unit))
+    if base is Unit:
+        return isinstance(value, Unit)
+    if base in (list, tuple, Sequence):
+        return isinstance(value, (list, tuple))
+    raise TypeError(f"unsupported annotation {annotation!r}")
+
+
+def _allowed(annotation: Any) -> str:
+    """What an annotation allows, in words (``a float, an int or None``)."""
+    words = _alternatives(annotation)
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} or {words[-1]}"
+
+
+def _alternatives(annotation: Any) -> list[str]:
+    if annotation is Any:
+        return ["any JSON value or unit"]
+    if annotation is None or annotation is type(None):
+        return ["None"]
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return [w for a in typing.get_args(annotation) for w in _alternatives(a)]
+    base = origin or annotation
+    if base in _SCALARS:
+        return list(_SCALARS[base])
+    if base in (dict, Mapping):
+        return ["a dict", "a unit"]
+    if base is Unit:
+        return ["a unit"]
+    if base in (list, tuple, Sequence):
+        return ["a list"]
+    raise TypeError(f"unsupported annotation {annotation!r}")
+
+
+def _fresh(default: Any) -> Any:
+    """A default as a new plain JSON value (a read-only mapping in a signature becomes a dict of its own)."""
+    if isinstance(default, Mapping):
+        return {k: _fresh(v) for k, v in default.items()}
+    if isinstance(default, (list, tuple)):
+        return [_fresh(v) for v in default]
+    return default
+
+
+def _kind_signature(name: str, fn: Callable) -> inspect.Signature:
+    """``fn``'s signature, checked: ``ctx`` first, then keyword-only arguments with supported annotations."""
+    sig = inspect.signature(fn, eval_str=True)
+    params = list(sig.parameters.values())
+    where = f"unit kind {name!r} ({getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', fn)})"
+    if not params or params[0].kind not in (inspect.Parameter.POSITIONAL_ONLY,
+                                            inspect.Parameter.POSITIONAL_OR_KEYWORD):
+        raise TypeError(f"{where} must take the context first: fn(ctx, *, argument: type = default, ...).")
+    for p in params[1:]:
+        if p.kind is not inspect.Parameter.KEYWORD_ONLY:
+            raise TypeError(f"{where}: its configuration arguments are keyword-only (after `*`); {p.name!r} is not.")
+        if p.annotation is inspect.Parameter.empty:
+            raise TypeError(f"{where}: argument {p.name!r} has no annotation; the signature is the schema.")
+        try:
+            _allowed(p.annotation)
+        except TypeError:
+            raise TypeError(f"{where}: argument {p.name!r} has annotation {p.annotation!r}; use int, float, str, bool, "
+                            "dict, Mapping, list, Unit, Any, or X | None.") from None
+        if p.default is not inspect.Parameter.empty and not _allows(p.annotation, p.default):
+            raise TypeError(f"{where}: the default {p.default!r} of {p.name!r} is not {_allowed(p.annotation)}.")
+    return sig
 
 
 KINDS: dict[str, Kind] = {}
@@ -181,7 +335,12 @@ KIND_MODULES = (
 
 
 def kind(name: str, *, stores_weights: bool = False) -> Callable[[Callable], Callable]:
-    """Register the decorated function ``fn(config, ctx)`` as unit kind ``name``."""
+    """Register the decorated function ``fn(ctx, *, argument: type = default, ...)`` as unit kind ``name``.
+
+    Its signature is the kind's schema (checked here, recorded in :attr:`Kind.signature`): the context first,
+    then keyword-only arguments, each annotated with int, float (an int is accepted), str, bool, dict /
+    Mapping, list, :class:`Unit`, ``Any`` or ``X | None``, named as the configuration's keys.
+    """
 
     def register(fn: Callable) -> Callable:
         if name in KINDS and KINDS[name].fn is not fn:

@@ -2,8 +2,9 @@
 
 Kind ``fewshot_eval``: embed every image of the meta-test split with the frozen backbone, then for
 each of ``episodes`` ``ways``-way ``k``-shot tasks fit a logistic regression on the support
-embeddings and score it on ``queries`` query images per class. Config: ``backbone`` (backbone
-spec; the few-shot backbones are ``pretrain`` units trained on the meta-train classes only),
+embeddings and score it on ``queries`` query images per class. Arguments (:func:`run_fewshot_eval`'s
+signature is the schema): ``backbone`` (backbone spec; the few-shot backbones are ``pretrain`` units
+trained on the meta-train classes only),
 ``data`` (dataset spec of the meta-test split), ``shots``, ``ways``, ``queries``, ``episodes``,
 ``seed``, ``loader_batch``. Result per shot: mean ``accuracy`` and ``ci95`` over episodes, the
 per-episode ``accuracies``, the mean query ``nc1`` and per-episode ``nc1_per_episode``; and
@@ -12,7 +13,6 @@ per-episode ``accuracies``, the mean query ``nc1`` and per-episode ``nc1_per_epi
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from ncutils import fewshot, metrics
@@ -21,13 +21,14 @@ from ncutils.book.engine.units import kind
 
 
 @kind("fewshot_eval")
-def run_fewshot_eval(cfg: Mapping[str, Any], ctx) -> dict:
+def run_fewshot_eval(ctx, *, backbone: dict, data: dict, shots: list, ways: int, queries: int, episodes: int,
+                     seed: int, loader_batch: int) -> dict:
     """Few-shot accuracy and query NC1 of a frozen backbone on meta-test episodes (Table 2)."""
-    enc = networks.encoder(cfg["backbone"], ctx)
-    meta_test = datasets.build(cfg["data"], data_root=ctx.data_root)
-    feats, labels = fewshot.embed(enc, meta_test, batch_size=cfg["loader_batch"], device=ctx.device)
-    by_shot = fewshot.evaluate_shots(feats, labels, cfg["shots"], n_way=cfg["ways"], n_query=cfg["queries"],
-                                     episodes=cfg["episodes"], seed=cfg["seed"])
+    enc = networks.encoder(backbone, ctx)
+    meta_test = datasets.build(data, data_root=ctx.data_root)
+    feats, labels = fewshot.embed(enc, meta_test, batch_size=loader_batch, device=ctx.device)
+    by_shot = fewshot.evaluate_shots(feats, labels, shots, n_way=ways, n_query=queries,
+                                     episodes=episodes, seed=seed)
     out: dict[str, Any] = {
         str(k): {"accuracy": r["accuracy"], "ci95": r["ci95"], "accuracies": r["accuracies"], "nc1": r["nc1"],
                  "nc1_per_episode": r["nc1_per_episode"]} for k, r in by_shot.items()}

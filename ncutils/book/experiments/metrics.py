@@ -1,5 +1,8 @@
 """The NC metrics on features whose geometry is known (Section 2.3, Appendix A).
 
+Each kind's signature is its configuration's schema (:mod:`ncutils.book.experiments`): ``classes``, ``dim``
+and ``per_class`` size the features, ``seed`` seeds them.
+
 ``nc_constructed``
     Class means on a simplex ETF, isotropic Gaussian noise of each standard deviation in ``sigmas``:
     measured NC1, CDNV, numerical rank and NC2 beside their closed forms, and on the same features the
@@ -20,8 +23,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
-from typing import Any
 
 import numpy as np
 import torch
@@ -51,13 +52,16 @@ def _all(X: np.ndarray, y: np.ndarray) -> dict[str, float]:
 
 
 @kind("nc_constructed")
-def run_constructed(cfg: Mapping[str, Any], ctx) -> dict:
-    """NC metrics of ETF means plus isotropic noise, beside their closed-form population values."""
-    rng = np.random.default_rng(cfg["seed"])
-    k, d, n = cfg["classes"], cfg["dim"], cfg["per_class"]
+def run_constructed(ctx, *, classes: int, dim: int, per_class: int, sigmas: list, seed: int) -> dict:
+    """NC metrics of ETF means plus isotropic noise, beside their closed-form population values.
+
+    ``classes`` means in R^``dim``, ``per_class`` samples of each at every noise level of ``sigmas`` (numbers).
+    """
+    rng = np.random.default_rng(seed)
+    k, d, n = classes, dim, per_class
     means = etf_means(k, d, rng)
     rows = []
-    for sigma in cfg["sigmas"]:
+    for sigma in sigmas:
         X, y = sample(means, sigma, n, rng)
         parts = metrics.nc2_parts(X, y)
         rows.append({"sigma": sigma, **_all(X, y), "NC1 theory": sigma**2 * (k - 1) ** 2 / k,
@@ -71,16 +75,19 @@ def run_constructed(cfg: Mapping[str, Any], ctx) -> dict:
 
 
 @kind("nc_surrogates")
-def run_surrogates(cfg: Mapping[str, Any], ctx) -> dict:
-    """NC1 and its surrogates (CDNV, numerical rank) over a population of random feature sets."""
-    rng = np.random.default_rng(cfg["seed"])
+def run_surrogates(ctx, *, classes: int, dim: int, per_class: int, population: int, seed: int) -> dict:
+    """NC1 and its surrogates (CDNV, numerical rank) over a population of random feature sets.
+
+    ``population`` feature sets of 3 to ``classes`` classes in R^``dim``, ``per_class`` samples of each class.
+    """
+    rng = np.random.default_rng(seed)
     rows = []
-    for _ in range(cfg["population"]):
-        k = int(rng.integers(3, cfg["classes"] + 1))
-        d = cfg["dim"]
+    for _ in range(population):
+        k = int(rng.integers(3, classes + 1))
+        d = dim
         means = rng.normal(size=(k, d)) * rng.uniform(0.5, 2.0)
         scales = rng.uniform(0.05, 1.5) * rng.uniform(0.5, 1.5, size=d)  # anisotropic noise
-        y = np.repeat(np.arange(k), cfg["per_class"])
+        y = np.repeat(np.arange(k), per_class)
         noise = rng.normal(size=(len(y), d)) * scales
         # an independent share f of the noise variance in the span of the centred class means (the directions
         # Eq. 4 weighs), the rest orthogonal to it: spread and its direction vary independently
@@ -95,11 +102,14 @@ def run_surrogates(cfg: Mapping[str, Any], ctx) -> dict:
 
 
 @kind("nc1_cost")
-def run_nc1_cost(cfg: Mapping[str, Any], ctx) -> dict:
-    """Seconds of the literal Eq. 4 (outer products, dense pinv) and of ncutils' exact NC1, same features."""
-    rng = np.random.default_rng(cfg["seed"])
-    k, d = cfg["classes"], cfg["dim"]
-    X, y = sample(rng.normal(size=(k, d)), 1.0, cfg["samples"] // k, rng)
+def run_nc1_cost(ctx, *, classes: int, dim: int, samples: int, seed: int) -> dict:
+    """Seconds of the literal Eq. 4 (outer products, dense pinv) and of ncutils' exact NC1, same features.
+
+    ``samples`` features in R^``dim`` (``samples // classes`` of each of ``classes`` classes).
+    """
+    rng = np.random.default_rng(seed)
+    k, d = classes, dim
+    X, y = sample(rng.normal(size=(k, d)), 1.0, samples // k, rng)
     t0 = time.perf_counter()
     ref = reference.nc1_dense(X, y, loop=True)
     t_ref = time.perf_counter() - t0
@@ -124,13 +134,17 @@ def run_nc1_cost(cfg: Mapping[str, Any], ctx) -> dict:
 
 
 @kind("nc_streaming")
-def run_streaming(cfg: Mapping[str, Any], ctx) -> dict:
-    """NC1, CDNV and NC2 streamed over shuffled float32 batches, and computed in one shot."""
-    rng = np.random.default_rng(cfg["seed"])
-    X, y = sample(etf_means(cfg["classes"], cfg["dim"], rng), cfg["sigma"], cfg["per_class"], rng)
+def run_streaming(ctx, *, classes: int, dim: int, per_class: int, sigma: float, batch_size: int, seed: int) -> dict:
+    """NC1, CDNV and NC2 streamed over shuffled float32 batches, and computed in one shot.
+
+    ETF means of ``classes`` classes in R^``dim``, ``per_class`` samples of each with noise ``sigma``, streamed
+    in batches of ``batch_size``.
+    """
+    rng = np.random.default_rng(seed)
+    X, y = sample(etf_means(classes, dim, rng), sigma, per_class, rng)
     perm = rng.permutation(len(y))
     acc = metrics.NCAccumulator()
-    b = cfg["batch_size"]
+    b = batch_size
     for i in range(0, len(y), b):
         acc.update(torch.from_numpy(X[perm[i:i + b]]).float(), torch.from_numpy(y[perm[i:i + b]]))
     streamed = acc.compute()

@@ -8,21 +8,20 @@ and every baseline of :data:`FEATURE_SCORES` on the features; where the candidat
 predicted source classes (``None`` otherwise). A score undefined for the number of samples (N-LEEP needs
 five per class) is ``None``. NCTI itself normalises each term over all candidates, so
 chapters combine these per-candidate results with :func:`ncutils.transferability.ncti`.
-Config: ``backbone`` (backbone spec), ``data`` (dataset spec), ``loader_batch``, and optionally
-``subsample``: ``{"scores": [...], "per_class": n, "seed": s}`` computes the named scores (the costly ones:
-N-LEEP's Gaussian mixtures, PARC's N x N correlation) on a class-balanced share of ``n`` samples of every
-class (all of the smallest class's where it has fewer; :func:`ncutils.data.balanced_subset` with ``seed``),
-and every other score on all samples.
+Arguments (:func:`run_transfer_scores`'s signature is the schema): ``backbone`` (backbone spec), ``data``
+(dataset spec), ``loader_batch``, and ``subsample`` (default ``None``: every score on all samples);
+``{"scores": [...], "per_class": n, "seed": s}`` computes the named scores (the costly ones: N-LEEP's
+Gaussian mixtures, PARC's N x N correlation) on a class-balanced share of ``n`` samples of every class
+(all of the smallest class's where it has fewer; :func:`ncutils.data.balanced_subset` with ``seed``), and
+every other score on all samples.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 import torch
 
-from ncutils import data, features, transferability
+from ncutils import data as data_
+from ncutils import features, transferability
 from ncutils.book import datasets, networks
 from ncutils.book.engine.units import kind
 
@@ -42,7 +41,7 @@ def balanced_share(y: torch.Tensor, per_class: int, seed: int) -> torch.Tensor:
     """Indices (sorted) of the same number of samples of every class of ``y``: ``per_class``, or all of the
     smallest class where it has fewer (:func:`ncutils.data.balanced_subset`, seeded with ``seed``)."""
     n = min(int(per_class), int(y.unique(return_counts=True)[1].min()))
-    return torch.as_tensor(data.balanced_subset(y.cpu(), n, seed=int(seed)))
+    return torch.as_tensor(data_.balanced_subset(y.cpu(), n, seed=int(seed)))
 
 
 def _defined(name: str, n: int, k: int) -> bool:
@@ -51,16 +50,16 @@ def _defined(name: str, n: int, k: int) -> bool:
 
 
 @kind("transfer_scores")
-def run_transfer_scores(cfg: Mapping[str, Any], ctx) -> dict:
+def run_transfer_scores(ctx, *, backbone: dict, data: dict, loader_batch: int, subsample: dict | None = None) -> dict:
     """The raw NCTI terms and every baseline score of one frozen candidate on one target set."""
-    enc, head = networks.encoder_and_source_head(cfg["backbone"], ctx)
-    loader = data.make_loader(datasets.build(cfg["data"], data_root=ctx.data_root), cfg["loader_batch"],
-                              device=ctx.device)
+    enc, head = networks.encoder_and_source_head(backbone, ctx)
+    loader = data_.make_loader(datasets.build(data, data_root=ctx.data_root), loader_batch,
+                               device=ctx.device)
     out = features.extract_features(enc, loader, (features.PENULTIMATE,), device=ctx.device, progress=ctx.progress)
     x, y = out[features.PENULTIMATE].float(), out["labels"].long()
     seli, ncc, vc = transferability.ncti_components(x, y)
     k = int(y.unique().numel())
-    share = cfg.get("subsample") or {}
+    share = subsample or {}
     small = set(share.get("scores", ()))
     unknown = small - set(FEATURE_SCORES)
     if unknown:

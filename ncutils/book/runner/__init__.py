@@ -4,13 +4,14 @@
 module              job
 ==================  ===============================================================================
 ``cli``             the command line: parse, plan, check, compute the units, run the chapters, build
-``chapters``        the chapter notebooks of ``_toc.yml``, their numbers, titles and parameters
-``parameters``      profiles and parameter files; what papermill injects into each chapter
+``chapters``        the chapter notebooks of ``_toc.yml``, their numbers and titles
+``parameters``      what papermill injects into each chapter (settings: :mod:`ncutils.book.settings`)
 ``plan``            the units of a run and their estimated cost (``--plan``)
 ``preflight``       every dataset and weight file a run needs, checked before computing (``--check``)
-``dryrun``          the paper grid at the paper's shapes on stand-ins (``--dry-run``)
 ``executors``       computing units with submitit: on this machine (``local``) or on Slurm
 ``execute``         executing one chapter with papermill in a child process
 ``site``            staging the book source and building it with Jupyter Book
 ==================  ===============================================================================
+
+The paper-shaped dry run (``--dry-run``) is a transform of units, :mod:`ncutils.book.engine.dryrun`.
 """

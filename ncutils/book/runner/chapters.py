@@ -1,31 +1,15 @@
-"""The chapter notebooks of the book: which there are (``_toc.yml``), their numbers and titles, and the
-parameters each declares in its ``parameters`` cell."""
+"""The chapter notebooks of the book: which there are (``_toc.yml``), their numbers and titles. (Their settings
+are declared in :mod:`ncutils.book.settings`, not read from the notebooks.)"""
 
 from __future__ import annotations
 
-import ast
 import json
-import os
 import re
 from pathlib import Path
-from typing import Any
 
 import yaml
 
-__all__ = ["chapter_number", "chapter_title", "chapters", "declared_defaults", "declared_parameters", "find_root"]
-
-
-def find_root(start: str | os.PathLike | None = None) -> Path:
-    """The repository holding ``_config.yml``, ``_toc.yml`` and ``book/`` (searching upwards)."""
-    here = Path(start or Path.cwd()).resolve()
-    for folder in (here, *here.parents):
-        if (folder / "_toc.yml").exists() and (folder / "book").is_dir():
-            return folder
-    pkg_parent = Path(__file__).resolve().parents[2]  # an editable install inside the repository
-    if (pkg_parent / "_toc.yml").exists():
-        return pkg_parent
-    raise SystemExit(f"no book found: neither {here} nor its parents hold _toc.yml and book/. Run this command "
-                     "inside the ncbook repository, or pass --root PATH.")
+__all__ = ["chapter_number", "chapter_title", "chapters"]
 
 
 def chapters(root: Path) -> list[Path]:
@@ -66,20 +50,3 @@ def chapter_title(nb: Path) -> str:
                     return line[2:].strip()
             break
     return nb.stem.replace("_", " ")
-
-
-def declared_defaults(nb: Path) -> dict[str, Any]:
-    """The ``parameters`` cell of ``nb`` as ``{name: default value}``."""
-    import papermill as pm
-
-    out = {}
-    for name, info in pm.inspect_notebook(str(nb)).items():
-        try:
-            out[name] = ast.literal_eval(info["default"])
-        except (ValueError, SyntaxError):
-            out[name] = info["default"]
-    return out
-
-
-def declared_parameters(nb: Path) -> set[str]:
-    return set(declared_defaults(nb))

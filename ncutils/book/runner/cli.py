@@ -14,7 +14,7 @@ chapter compute the units it needs as it goes, in its own process. ``--plan`` li
 estimated cost without computing anything; ``--check`` checks that every dataset and weight file is
 present (a ``paper`` run does this first by itself); ``--dry-run`` runs the same plan at the paper's
 shapes on synthetic stand-ins and random weights, capped to a step or two per unit (see
-:mod:`ncutils.book.runner.dryrun`). A chapter that fails is named with the failing cell; the other
+:mod:`ncutils.book.engine.dryrun`). A chapter that fails is named with the failing cell; the other
 chapters still run and the command exits non-zero. A rerun reuses chapters whose notebook, parameters
 and code are unchanged (``--fresh`` recomputes every unit of the run once).
 """
@@ -22,7 +22,6 @@ and code are unchanged (``--fresh`` recomputes every unit of the run once).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import sys
@@ -33,13 +32,19 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ncutils.book import settings as settings_
+from ncutils.book.engine.chapter_key import chapter_key
 from ncutils.book.engine.store import FRESH_ENV
 from ncutils.book.runner import chapters as chapters_
 from ncutils.book.runner.execute import execute, execute_child
-from ncutils.book.runner.parameters import load_profile, replicated_parameters
+from ncutils.book.runner.parameters import chapter_parameters
 from ncutils.book.runner.site import Record, build_book, replicate_verdicts, stage
 
-__all__ = ["Run", "chapter_fingerprint", "main"]
+__all__ = ["MANIFEST", "Run", "main"]
+
+#: The file in a build folder that says what the build is (its profile, parameter file, replicate, dry run):
+#: other builds find their replicates by reading it, never by parsing folder names.
+MANIFEST = "build.json"
 
 
 # --------------------------------------------------------------------------- the command line
@@ -66,7 +71,7 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--dry-run", nargs="?", const="auto", default=None, choices=("auto", "batch", "minimal"),
                    help="the same plan on synthetic stand-ins at the paper's shapes, random weights, 1-2 steps; "
                    "batch: at the paper's batch sizes, minimal: the least data that runs every code path, see "
-                   "ncutils.book.runner.dryrun (auto, the default: batch on a GPU, minimal on a CPU)")
+                   "ncutils.book.engine.dryrun (auto, the default: batch on a GPU, minimal on a CPU)")
     e = ap.add_argument_group("computing the units (submitit)")
     e.add_argument("--executor", choices=("local", "sequential", "slurm"), default="local",
                    help="local (default: units first, in parallel on this machine), sequential (each chapter "
@@ -84,14 +89,31 @@ class Run:
     args: argparse.Namespace
     root: Path
     label: str  # the build folder's name: the profile, or a parameter file's stem (+ "-dry-run", "-replicate-K")
-    profile: str
-    overrides: dict[str, Any]
+    loaded: settings_.Loaded  # the profile or parameter file, checked
     notebooks: list[Path]  # every chapter notebook that exists
     listed: list[Path]  # every chapter the table of contents lists
     selected: list[Path]
     dry_run: str | None
     fresh_since: float | None = None
-    params: dict[Path, tuple[dict, dict]] = field(default_factory=dict)
+    params: dict[Path, tuple[dict, settings_.Common]] = field(default_factory=dict)
+
+    @property
+    def profile(self) -> str:
+        return self.loaded.profile
+
+    @property
+    def replicate(self) -> int:
+        return self.args.replicate
+
+    def manifest(self) -> dict[str, Any]:
+        """What this build is (written to its folder as :data:`MANIFEST`)."""
+        return {"label": self.label, "profile": self.profile, "replicate": self.replicate,
+                "dry_run": self.dry_run, "parameter_file": str(self.loaded.path) if self.loaded.path else None,
+                "changes": self.loaded.changes}
+
+    def write_manifest(self) -> None:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        (self.out_dir / MANIFEST).write_text(json.dumps(self.manifest(), indent=1, default=str))
 
     @property
     def out_dir(self) -> Path:
@@ -102,13 +124,21 @@ class Run:
         return Path(self.args.store).resolve() if self.args.store else self.root / "_build" / "store"
 
     def siblings(self) -> dict[str, Path]:
-        """The other replicate builds of this profile found under ``_build`` (``label -> folder``)."""
-        base = self.label.split("-replicate-")[0]
+        """The other replicate builds of this build found under ``_build``, by the name the claims page gives them
+        ("default", "replicate K"): builds whose :data:`MANIFEST` names the same profile, parameter file, changes
+        and dry run, and another replicate."""
+        mine = {k: v for k, v in json.loads(json.dumps(self.manifest(), default=str)).items()
+                if k not in ("label", "replicate")}
         out = {}
-        for folder in sorted((self.root / "_build").glob(f"{base}*")):
-            k = folder.name[len(base):]
-            if folder.name != self.label and (k == "" or (k.startswith("-replicate-") and k[11:].isdigit())):
-                out[folder.name] = folder
+        for path in sorted((self.root / "_build").glob(f"*/{MANIFEST}")):
+            try:
+                other = json.loads(path.read_text())
+            except (OSError, json.JSONDecodeError):
+                continue
+            if other.get("replicate") != self.replicate and \
+                    all(other.get(k) == v for k, v in mine.items()):
+                name = f"replicate {other['replicate']}" if other["replicate"] else "default"
+                out[name if name not in out else f"{name} ({path.parent.name})"] = path.parent
         return out
 
     @property
@@ -130,15 +160,18 @@ class Run:
         return Local(self.args.workers)
 
     def chapter_params(self, compute_missing: bool) -> None:
-        """What papermill injects into each selected chapter, and the values it then runs with."""
+        """What papermill injects into each selected chapter, and the settings it then runs with."""
         book_dir = self.root / "book"
         for nb in self.selected:
+            number = chapters_.chapter_number(nb)
+            if number not in settings_.CHAPTERS:
+                raise SystemExit(f"{nb.name}: no chapter {number} is declared in ncutils.book.settings.CHAPTERS.")
             executed = self.stage_dir / "book" / nb.name
             plumbing = {"results_path": os.path.relpath(executed.with_suffix(".json"), book_dir),
                         "store_dir": os.path.relpath(self.store_dir, book_dir), "reuse_results": not self.args.fresh,
                         "compute_missing": compute_missing, "progress": not self.args.quiet,
-                        "dry_run": self.dry_run or False}
-            self.params[nb] = replicated_parameters(nb, self.profile, self.overrides, plumbing, self.args.replicate)
+                        "dry_run": self.dry_run}
+            self.params[nb] = chapter_parameters(number, self.loaded, plumbing, self.replicate)
 
 
 def _select(nbs: list[Path], only: list[int] | None) -> list[Path]:
@@ -161,11 +194,14 @@ def parse(argv: list[str]) -> Run:
         raise SystemExit(f"--replicate takes a number >= 0; got {args.replicate}.")
     if args.workers is not None and args.workers < 1:
         raise SystemExit(f"--workers takes a positive number; got {args.workers}.")
-    root = chapters_.find_root(args.root)
+    root = settings_.find_root(args.root)
     listed = chapters_.chapters(root)
     nbs = [nb for nb in listed if nb.exists()]
-    declared = set().union(*(chapters_.declared_parameters(nb) for nb in nbs)) if nbs else None
-    label, profile, overrides = load_profile(root, args.profile, declared)
+    try:
+        loaded = settings_.load(args.profile, root)
+    except settings_.SettingsError as err:
+        raise SystemExit(str(err)) from None
+    label = loaded.label
     dry_run = args.dry_run
     if dry_run == "auto":
         import torch
@@ -173,7 +209,7 @@ def parse(argv: list[str]) -> Run:
         dry_run = "batch" if torch.cuda.is_available() else "minimal"
     label = f"{label}-dry-run" if dry_run else label
     label = f"{label}-replicate-{args.replicate}" if args.replicate else label
-    return Run(args, root, label, profile, overrides, nbs, listed, _select(nbs, args.only), dry_run,
+    return Run(args, root, label, loaded, nbs, listed, _select(nbs, args.only), dry_run,
                fresh_since=time.time() if args.fresh else None)
 
 
@@ -183,7 +219,7 @@ def plan_units(run: Run) -> dict[str, list]:
     from ncutils.book.runner import plan
 
     try:
-        return plan.chapter_units({nb: eff for nb, (_, eff) in run.params.items()})
+        return plan.chapter_units({nb: eff for nb, (_, eff) in run.params.items()}, dry_run=run.dry_run)
     except ValueError as err:  # an unknown dataset or network name in the parameters
         raise SystemExit(f"cannot plan the chapters: {err}") from None
 
@@ -198,27 +234,6 @@ def compute_units(run: Run, chapter_units: dict[str, list]) -> bool:
     if not ok:
         print("some units failed (see above); the chapters that need them will fail too.")
     return ok
-
-
-def chapter_fingerprint(nb: Path, params: dict) -> str:
-    """Hash of a chapter's cells, its parameters, the code it can run and the paper's numbers it shows: one
-    rule with the units' keys (:func:`ncutils.book.engine.fingerprint.fingerprint`) for what changed."""
-    from ncutils.book.engine.fingerprint import fingerprint, used_by
-    from ncutils.book.engine.units import KIND_MODULES
-
-    cells = json.loads(nb.read_text())["cells"]
-    h = hashlib.sha256()
-    for cell in cells:
-        src = cell.get("source", "")
-        h.update(("".join(src) if isinstance(src, list) else src).encode())
-    code = "\n".join(line for c in cells if c.get("cell_type") == "code"
-                     for line in "".join(c.get("source", "")).splitlines() if not line.lstrip().startswith(("%", "!")))
-    h.update(fingerprint(*sorted(used_by(code)), *KIND_MODULES).encode())
-    h.update(json.dumps(params, sort_keys=True, default=str).encode())
-    paper = Path(__file__).resolve().parents[1] / "paper"
-    for f in sorted(paper.glob("*.json")):
-        h.update(f.name.encode() + f.read_bytes())
-    return h.hexdigest()[:16]
 
 
 def _previous_records(runs_file: Path) -> dict[str, Record]:
@@ -245,11 +260,14 @@ def run_chapters(run: Run, *, side_by_side: int) -> dict[str, Record]:
         runs_file.parent.mkdir(parents=True, exist_ok=True)
         runs_file.write_text(json.dumps([asdict(r) for r in records.values()], indent=1))
 
+    # the keys first, in this thread: CPython 3.11's ast.parse is not safe in several threads at once
+    keys = {nb: chapter_key(nb, settings_.as_dict(run.params[nb][1]), run.params[nb][0]["runner"])
+            for nb in run.selected}
+
     def one(i: int, nb: Path) -> None:
         executed = run.stage_dir / "book" / nb.name
         injected, _ = run.params[nb]
-        fp = chapter_fingerprint(nb, {k: v for k, v in injected.items()
-                                      if k not in ("reuse_results", "progress", "compute_missing")})
+        fp = keys[nb]
         old = previous.get(nb.stem)
         tag = f"[{i}/{len(run.selected)}] {nb.stem}"
         if not run.args.fresh and old and old.status in ("ok", "reused") and old.fingerprint == fp \
@@ -324,6 +342,7 @@ def main(argv: list[str] | None = None) -> int:
             compute_units(run, chapter_units)
     if not run.notebooks:
         print("no chapters yet: _toc.yml lists no notebooks under book/.")
+    run.write_manifest()
     print(f"ncbook: profile {run.label}, {len(run.selected)} of {len(run.notebooks)} chapters -> {run.out_dir}")
     t_all = time.perf_counter()
     # after a local fan-out every unit is stored and the chapters only read: run them side by side

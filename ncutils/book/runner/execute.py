@@ -14,7 +14,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from ncutils.book.runner.chapters import find_root
+from ncutils.book.settings import find_root
 
 __all__ = ["execute", "execute_child", "machine_roots", "scrub_paths"]
 

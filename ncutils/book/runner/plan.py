@@ -27,15 +27,16 @@ from ncutils.pretrain.losses import CONTRASTIVE
 __all__ = ["PixelTimer", "chapter_units", "estimate", "flatten", "needs", "show"]
 
 
-def chapter_units(params_by_notebook: Mapping[Path, Mapping[str, Any]]) -> dict[str, list[Unit]]:
-    """``{chapter name: its units with their dependencies}`` for each notebook's effective parameters."""
+def chapter_units(settings_by_notebook: Mapping[Path, Any], *, dry_run: str | None = None) -> dict[str, list[Unit]]:
+    """``{chapter name: its units with their dependencies}`` for each notebook's settings
+    (:mod:`ncutils.book.settings`), rewritten for the dry run when ``dry_run`` is given."""
     from ncutils.book.runner.chapters import chapter_number
 
     out = {}
-    for nb, params in params_by_notebook.items():
+    for nb, settings in settings_by_notebook.items():
         n = chapter_number(nb)
         if n in grids.GRIDS:
-            out[nb.stem] = grids.all_units(grids.grid(n, params))
+            out[nb.stem] = grids.all_units(grids.grid(n, settings, dry_run=dry_run))
     return out
 
 

@@ -2,7 +2,9 @@
 
 ``python -m ncutils.book --profile paper --dry-run`` must prove, before anyone spends GPU-days, that
 the whole paper grid executes: every unit kind, at the paper's architectures, image sizes, class
-counts and batch sizes. :func:`dry` rewrites a unit accordingly: every dataset spec becomes a
+counts and batch sizes. The dry run is a transform the engine applies to units, before any is computed:
+:func:`dry` rewrites one unit (and the units it depends on), :func:`dry_grid` every unit of a chapter's
+grid, sharing the rewritten dependencies. Every dataset spec becomes a
 synthetic stand-in with the same image size, channels and number of classes, every public network
 gets random weights (nothing is downloaded), training runs one epoch (one or two optimisation steps
 on the stand-ins) and few-shot evaluation a few episodes. Rewritten units have their own keys, so a
@@ -30,7 +32,8 @@ from typing import Any
 from ncutils.book import datasets
 from ncutils.book.engine.units import Unit
 
-__all__ = ["CAPS", "MINIMAL_BATCH", "MINIMAL_CLASSES", "MINIMAL_QUERIES", "MINIMAL_SCALE", "SCALES", "dry"]
+__all__ = ["CAPS", "MINIMAL_BATCH", "MINIMAL_CLASSES", "MINIMAL_QUERIES", "MINIMAL_SCALE", "SCALES", "dry",
+           "dry_grid"]
 
 PER_CLASS = 2
 MINIMAL_CLASSES = 4
@@ -48,7 +51,7 @@ MINIMAL_SCALE = (f"At the minimal scale (a CPU's), every stand-in holds only {MI
                  "step; a dry run on a GPU keeps the paper's batch sizes.")
 
 
-def _rewrite(value: Any, memo: dict[str, Unit], stand_in: dict[str, Any], scale: str) -> Any:
+def _rewrite(value: Any, memo: dict[tuple[str, str], Unit], stand_in: dict[str, Any], scale: str) -> Any:
     if isinstance(value, Unit):
         return dry(value, memo, scale)
     if isinstance(value, Mapping):
@@ -70,7 +73,7 @@ def _rewrite(value: Any, memo: dict[str, Unit], stand_in: dict[str, Any], scale:
     return value
 
 
-def dry(u: Unit, memo: dict[str, Unit] | None = None, scale: str = "batch") -> Unit:
+def dry(u: Unit, memo: dict[tuple[str, str], Unit] | None = None, scale: str = "batch") -> Unit:
     """``u`` rewritten for the dry run at ``scale`` (``"batch"`` or ``"minimal"``, see the module docstring)."""
     if scale not in SCALES:
         raise ValueError(f"unknown dry-run scale {scale!r}; use one of {SCALES}.")
@@ -88,3 +91,10 @@ def dry(u: Unit, memo: dict[str, Unit] | None = None, scale: str = "batch") -> U
             stand_in["per_class"] = max(PER_CLASS, -(-int(u.config["batch_size"]) // int(u.config["num_classes"])))
         memo[(scale, u.key)] = Unit(u.kind, _rewrite(u.config, memo, stand_in, scale))
     return memo[(scale, u.key)]
+
+
+def dry_grid(grid: dict[str, dict[Any, Unit]], scale: str) -> dict[str, dict[Any, Unit]]:
+    """Every unit of ``grid`` (named groups of labelled units) rewritten by :func:`dry` at ``scale``, with one
+    memo: a unit several units depend on is rewritten once. The groups and labels are kept."""
+    memo: dict[tuple[str, str], Unit] = {}
+    return {group: {label: dry(u, memo, scale) for label, u in units.items()} for group, units in grid.items()}
