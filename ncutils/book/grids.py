@@ -38,10 +38,11 @@ def profile_of(q: Common) -> Profile:
 
 
 def probe(p: Profile, backbone: Mapping[str, Any], name: str, epochs: int, seed: int) -> Unit:
-    """Linear probe of ``backbone``'s frozen features on downstream set ``name`` (Section 3.2)."""
+    """Linear probe of ``backbone``'s frozen features on downstream set ``name`` (Section 3.2); the classifier's
+    learning rate and batch sizes are the ``probe`` kind's defaults (its signature,
+    :func:`ncutils.book.experiments.probing.run_probe`)."""
     return Unit("probe", {"backbone": dict(backbone), "train": p.downstream(name, "train", backbone),
-                          "test": p.downstream(name, "test", backbone), "epochs": int(epochs), "lr": 0.1,
-                          "batch_size": 256, "loader_batch": 256, "seed": int(seed)})
+                          "test": p.downstream(name, "test", backbone), "epochs": int(epochs), "seed": int(seed)})
 
 
 #: The augmentation level of the label-free contrastive encoder (the CLIP stand-in): every step of Fig. 4's
