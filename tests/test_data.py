@@ -32,6 +32,7 @@ def no_md5(monkeypatch):
     """The fakes cannot match torchvision's md5 sums: check that the files exist instead (tests only)."""
     monkeypatch.setattr(torchvision.datasets.cifar, "check_integrity", _exists)
     monkeypatch.setattr(torchvision.datasets.flowers102, "check_integrity", _exists)
+    monkeypatch.setattr(data.presence, "_md5_matches", _exists)
 
 
 def _pickle(path, obj):
@@ -326,8 +327,9 @@ def test_missing_dataset_says_where_and_how(tmp_path):
 
 def test_incomplete_dataset_is_reported(tmp_path):
     (tmp_path / "MNIST" / "raw").mkdir(parents=True)
-    with pytest.raises(data.DatasetNotFoundError, match="incomplete or corrupted"):
+    with pytest.raises(data.DatasetNotFoundError, match="raw/train-images-idx3-ubyte is missing") as info:
         data.load("mnist", root=tmp_path)
+    assert f"fix: delete {tmp_path / 'MNIST'} and run: python -m ncutils.data download mnist" in str(info.value)
 
 
 def test_environment_variable_is_honoured(tmp_path, monkeypatch):
@@ -346,9 +348,9 @@ def test_download_flag_reaches_torchvision(tmp_path, monkeypatch):
         raise urllib.error.URLError("no network in the tests")
 
     monkeypatch.setattr(torchvision.datasets.cifar, "download_and_extract_archive", offline)
-    with pytest.raises(RuntimeError, match="downloading CIFAR-10 into .* failed"):
+    with pytest.raises(data.DownloadError, match=r"downloading CIFAR-10 .*into .* failed: URLError"):
         data.load("cifar10", root=tmp_path / "new", download=True)
-    assert calls == [torchvision.datasets.CIFAR10.url] and (tmp_path / "new").is_dir()
+    assert calls == [torchvision.datasets.CIFAR10.url] and not (tmp_path / "new").exists()  # the new root is removed
 
 
 def test_bad_name_and_split(tmp_path, no_debian_fashion):
@@ -420,18 +422,19 @@ def test_read_idx_types_and_damaged_files(tmp_path, debian_fashion):
     (tmp_path / "png.gz").write_bytes(gzip.compress(b"\x89PNG\r\n\x1a\n"))
     with pytest.raises(ValueError, match="png.gz is not an IDX file"):
         data.idx.read_idx(tmp_path / "png.gz")
-    # a damaged Debian copy: load() says which file is wrong and how to repair it
+    # a damaged copy in the folder $NCUTILS_FASHION_MNIST names: load() says which file is wrong and to replace it
     (folder / "train-images-idx3-ubyte.gz").write_bytes(good[:100])
-    with pytest.raises(data.DatasetNotFoundError, match="could not be read from .*not a complete gzip file") as info:
+    with pytest.raises(data.DatasetNotFoundError, match="train-images-idx3-ubyte.gz is not a complete gzip") as info:
         data.load("fashionmnist", root=tmp_path / "empty")
-    assert "apt-get install --reinstall dataset-fashion-mnist" in str(info.value)
+    assert "fix: replace the files named" in str(info.value) and "--reinstall" not in str(info.value)
     _idx(folder / "train-images-idx3-ubyte.gz", raw["train"][0][:11])  # 11 images for 12 labels
     with pytest.raises(data.DatasetNotFoundError, match="11 images but .* 12 labels"):
         data.load("fashionmnist", root=tmp_path / "empty")
     _idx(folder / "train-images-idx3-ubyte.gz", raw["train"][1])  # the labels where the images belong
     with pytest.raises(data.DatasetNotFoundError, match=r"shape \(12,\), not uint8 images"):
         data.load("fashionmnist", root=tmp_path / "empty")
-    assert len(data.load("fashionmnist", "test", root=tmp_path / "empty")) == 5  # the test files are intact
+    with pytest.raises(data.DatasetNotFoundError, match="train-images-idx3-ubyte.gz holds"):
+        data.load("fashionmnist", "test", root=tmp_path / "empty")  # a copy counts only when all its files are sound
 
 
 def test_missing_fashion_mnist_names_apt_and_download(tmp_path, no_debian_fashion, monkeypatch):
@@ -450,8 +453,8 @@ def test_missing_fashion_mnist_names_apt_and_download(tmp_path, no_debian_fashio
     monkeypatch.setenv(data.idx.FASHION_MNIST_ENV, str(folder))
     for text in (str(pytest.raises(data.DatasetNotFoundError, data.load, "fashionmnist", root=tmp_path).value),
                  data.check("fashionmnist", tmp_path)):
-        assert "is incomplete (no t10k-labels-idx1-ubyte.gz" in text
-        assert "apt-get install --reinstall dataset-fashion-mnist" in text
+        assert f"{folder} (the folder $NCUTILS_FASHION_MNIST names): t10k-labels-idx1-ubyte.gz is missing" in text
+        assert "fix: replace the files named" in text and "unset NCUTILS_FASHION_MNIST" in text
     assert data.check("mnist", tmp_path) is not None  # the Debian copy is Fashion-MNIST's only
 
 

@@ -1,17 +1,21 @@
-"""The paper's datasets (Appendix B): a registry, their location on disk and a loader.
+"""The paper's datasets (Appendix B): a registry, their location on disk, a presence check and a loader.
 
 CIFAR-10/100, FGVC-Aircraft, DTD, Oxford-IIIT Pets, Oxford Flowers-102, MNIST and Fashion-MNIST
 are listed in :data:`DATASETS`, and :func:`load` returns them through torchvision with the
-paper's preprocessing (:func:`ncutils.transforms.preprocess`). Nothing is downloaded unless asked
-for (:func:`download`); a dataset that is not on disk raises :class:`DatasetNotFoundError`, whose
-message says where it was expected and how to get it. Fashion-MNIST is also read from the copy that
-Debian's package ``dataset-fashion-mnist`` installs (:mod:`ncutils.data.idx`) when the data root
-lacks it.
+paper's preprocessing (:func:`ncutils.transforms.preprocess`). :func:`check` and :func:`locate` say,
+file by file and in seconds, whether a dataset is on disk in full and which copy is read
+(:mod:`ncutils.data.presence`); Fashion-MNIST is also read from the copy that Debian's package
+``dataset-fashion-mnist`` installs (:mod:`ncutils.data.idx`), and a complete copy wins over an
+incomplete one wherever each is. Nothing is downloaded unless asked for (:func:`download`); a
+dataset with no complete copy raises :class:`DatasetNotFoundError`, whose message names the missing
+or damaged files, the fix that suits each copy and the ways to get the dataset. A failed download
+removes what it left (:mod:`ncutils.data.downloads`) and raises :class:`DownloadError`.
 """
 
 from __future__ import annotations
 
 import os
+import pickle
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,13 +25,10 @@ import numpy as np
 import torchvision
 from torch.utils.data import ConcatDataset, Dataset
 
-from ncutils.data.idx import (
-    FASHION_MNIST_ENV,
-    FASHION_MNIST_PACKAGE,
-    FashionMNISTFolder,
-    fashion_mnist_files,
-    fashion_mnist_folder,
-)
+from ncutils.data import idx, presence
+from ncutils.data.downloads import DownloadError, archive_names, removing_leftovers
+from ncutils.data.idx import FASHION_MNIST_ENV, FASHION_MNIST_PACKAGE, FashionMNISTFolder, fashion_mnist_folder
+from ncutils.data.presence import Copy, Presence
 from ncutils.transforms import NORMALIZATION, preprocess
 
 __all__ = [
@@ -35,10 +36,13 @@ __all__ = [
     "ENV_VAR",
     "DatasetInfo",
     "DatasetNotFoundError",
+    "DownloadError",
+    "check",
     "data_root",
     "download",
     "image_size_for",
     "load",
+    "locate",
 ]
 
 #: Environment variable naming the data root (see :func:`data_root`).
@@ -59,7 +63,8 @@ class DatasetInfo:
     tv_class:
         The torchvision dataset class.
     folder:
-        Path, relative to the data root, whose presence means the dataset is on disk.
+        The dataset's folder in torchvision's layout, relative to the data root; which of its files
+        must be there, and how each is checked, is in :mod:`ncutils.data.presence`.
     splits:
         For ``"train"`` and ``"test"``, the keyword arguments of each torchvision dataset that
         is concatenated into that split (e.g. DTD's train split is its train + val partitions).
@@ -161,44 +166,74 @@ def _dataset_info(name: str) -> DatasetInfo:
     return DATASETS[key]
 
 
-# --------------------------------------------------------------------------- torchvision datasets
-def _not_found(info: DatasetInfo, root: Path, problem: str) -> DatasetNotFoundError:
-    path = root / info.folder
+# --------------------------------------------------------------------------- presence and how to get a dataset
+def _ways_to_get(info: DatasetInfo, root: Path) -> str:
+    """The ways to get dataset ``info`` into the data root ``root`` (or, for Fashion-MNIST, onto the system)."""
     size = f" (about {info.size})" if info.size else ""
-    system = ""
+    ways = []
     if info.name == "fashionmnist":
-        system = (f"  * Debian/Ubuntu, offline: apt-get install {FASHION_MNIST_PACKAGE} (read from "
-                  f"{fashion_mnist_folder()}; ${FASHION_MNIST_ENV} names another folder of its IDX files), or\n")
-    msg = (
-        f"{info.title} ({info.name!r}) {problem}: expected it at {path} (data root {root}). Get it with\n"
-        f"{system}"
-        f"  * Python: ncutils.data.load({info.name!r}, download=True, root={str(root)!r}){size}, or\n"
-        f"  * a shell: python -m ncutils.data download {info.name} --root {root}, or\n"
-        f"  * if it is already elsewhere on disk: pass root=... or set {ENV_VAR} to the folder that "
-        f"contains {info.folder!r}.\n"
-        f"Source: {info.homepage}"
-    )
-    return DatasetNotFoundError(msg, name=info.name, path=path)
+        custom = os.environ.get(FASHION_MNIST_ENV)
+        read = (f"then unset {FASHION_MNIST_ENV}, which names {fashion_mnist_folder()} instead" if custom else
+                "read when the data root holds no complete copy")
+        ways.append(f"Debian/Ubuntu, offline: apt-get install {FASHION_MNIST_PACKAGE} (installs it in "
+                    f"{idx.FASHION_MNIST_FOLDER}; {read})")
+    ways += [
+        f"a shell: python -m ncutils.data download {info.name} --root {root}{size}, on a machine with a network "
+        "connection (then copy the folder over)",
+        f"Python: ncutils.data.load({info.name!r}, download=True, root={str(root)!r})",
+        f"if it is already elsewhere on disk: put it at {root / info.folder}, or pass root=... or set {ENV_VAR} "
+        f"to the folder that contains {info.folder!r}",
+    ]
+    return "Get it with\n" + "".join(f"  * {w}\n" for w in ways) + f"Source: {info.homepage}"
 
 
-def _build_part(info: DatasetInfo, root: Path, kwargs: dict, transform, download: bool) -> Dataset:
+def _unavailable(found: Presence, root: Path) -> str:
+    """Why no copy of a dataset is usable, the fixes of the damaged copies, and the ways to get it."""
+    info = DATASETS[found.name]
+    lines = [f"{info.title} ({info.name!r}) has no complete copy on disk (data root {root}):"]
+    lines += [f"  {line}" for line in found.problem_lines()]
+    return "\n".join(lines) + "\n" + _ways_to_get(info, root)
+
+
+def _not_found(info: DatasetInfo, root: Path, found: Presence) -> DatasetNotFoundError:
+    return DatasetNotFoundError(_unavailable(found, root), name=info.name, path=root / info.folder)
+
+
+def locate(name: str, root: str | os.PathLike | None = None) -> Presence:
+    """Every copy of dataset ``name`` on disk, each checked file by file; ``.used`` is the one :func:`load` reads.
+
+    The copy in torchvision's layout under the data root comes first, then, for Fashion-MNIST, the
+    folder of :func:`ncutils.data.idx.fashion_mnist_folder` (Debian's package, or
+    ``$NCUTILS_FASHION_MNIST``). The first complete copy is used, wherever it is. What each check
+    looks at is listed in :mod:`ncutils.data.presence`; nothing is loaded and nothing is downloaded.
+    """
+    return presence.locate(_dataset_info(name), data_root(root))
+
+
+def check(name: str, root: str | os.PathLike | None = None) -> str | None:
+    """``None`` when dataset ``name`` has a complete copy on disk (:func:`locate`), else what is wrong and the fixes.
+
+    Every file the dataset needs is checked (by size, header or torchvision's checksum, see
+    :mod:`ncutils.data.presence`), not only the folder: a run can check every dataset it needs in
+    seconds before computing anything.
+    """
+    found = locate(name, root)
+    return None if found.used is not None else _unavailable(found, data_root(root))
+
+
+# --------------------------------------------------------------------------- reading a copy
+def _unreadable(info: DatasetInfo, root: Path, copy: Copy, err: Exception) -> DatasetNotFoundError:
+    text = " ".join(str(err).split())
+    return DatasetNotFoundError(f"{info.title} ({info.name!r}) at {copy.folder} ({copy.origin}) passed the file "
+                                f"check but could not be read: {type(err).__name__}: {text}\n  fix: {copy.fix}",
+                                name=info.name, path=root / info.folder)
+
+
+def _build_part(info: DatasetInfo, root: Path, kwargs: dict, transform, copy: Copy) -> Dataset:
     try:
-        return info.tv_class(str(root), transform=transform, download=download, **kwargs)
-    except (RuntimeError, FileNotFoundError) as err:
-        text = str(err).lower()
-        if isinstance(err, RuntimeError) and "not found" not in text and "corrupt" not in text:
-            raise
-        if download:
-            raise RuntimeError(f"{info.title} was downloaded to {root / info.folder} but could not be read "
-                               f"({err}); delete that folder and download again.") from err
-        raise _not_found(info, root, f"is incomplete or corrupted ({err}); delete it and download "
-                                     "it again") from err
-    except OSError as err:  # network failures (URLError is an OSError) while downloading
-        if not download:
-            raise
-        raise RuntimeError(f"downloading {info.title} into {root} failed ({err}). Check the network "
-                           f"connection, or fetch it by hand from {info.homepage} and unpack it so "
-                           f"that {root / info.folder} exists.") from err
+        return info.tv_class(str(root), transform=transform, download=False, **kwargs)
+    except (RuntimeError, OSError, ValueError, EOFError, pickle.UnpicklingError) as err:
+        raise _unreadable(info, root, copy, err) from err
 
 
 def _harmonise_dtd(parts: Sequence[Dataset], root: Path) -> list[str]:
@@ -212,7 +247,8 @@ def _harmonise_dtd(parts: Sequence[Dataset], root: Path) -> list[str]:
     for part in parts:
         missing = sorted(set(part.classes) - set(classes))
         if missing:
-            raise _not_found(DATASETS["dtd"], root, f"is incomplete (no image folder for {missing})")
+            raise DatasetNotFoundError(f"DTD at {images} is incomplete: no image folder for {missing}.",
+                                       name="dtd", path=root / DATASETS["dtd"].folder)
         index = {c: i for i, c in enumerate(classes)}
         part._labels = [index[part.classes[y]] for y in part._labels]
         part.classes, part.class_to_idx = list(classes), index
@@ -239,53 +275,11 @@ def _sun397_split(full: Dataset, split: str) -> Dataset:
     return out
 
 
-# --------------------------------------------------------------------------- copies installed by the system
-def _system_copy(info: DatasetInfo) -> tuple[Path | None, str | None]:
-    """Folder of a complete system-wide copy of the dataset (Debian's Fashion-MNIST), or why there is none.
-
-    Returns ``(folder, None)`` when all the files are there (nothing is read), ``(None, None)`` when
-    the dataset has no system copy or its folder does not exist, and ``(None, problem)`` when the
-    folder exists but lacks files.
-    """
-    if info.name != "fashionmnist":
-        return None, None
-    folder = fashion_mnist_folder()
-    if not folder.is_dir():
-        return None, None
-    _, missing = fashion_mnist_files(folder)
-    if missing:
-        return None, (f"the copy at {folder} is incomplete (no {', '.join(missing)}; reinstall it: "
-                      f"apt-get install --reinstall {FASHION_MNIST_PACKAGE})")
-    return folder, None
-
-
-def _from_system(info: DatasetInfo, folder: Path, root: Path, split: str, transform) -> Dataset:
+def _from_system(info: DatasetInfo, copy: Copy, root: Path, split: str, transform) -> Dataset:
     try:
-        return FashionMNISTFolder(folder, train=split == "train", transform=transform)
-    except (ValueError, FileNotFoundError) as err:
-        raise _not_found(info, root, f"could not be read from {folder} ({err}); reinstall it (apt-get install "
-                                     f"--reinstall {FASHION_MNIST_PACKAGE}) or get it another way") from err
-
-
-def check(name: str, root: str | os.PathLike | None = None) -> str | None:
-    """``None`` when dataset ``name`` is on disk, else what is missing.
-
-    Looks for the folder torchvision reads under the data root and, for Fashion-MNIST, for the
-    files of Debian's copy (:func:`ncutils.data.idx.fashion_mnist_folder`); no loading, no
-    network, so a run can check every dataset it needs in a moment before computing anything.
-    """
-    info = _dataset_info(name)
-    path = data_root(root) / info.folder
-    if path.is_dir() and any(path.iterdir()):
-        return None
-    folder, problem = _system_copy(info)
-    if folder is not None:
-        return None
-    msg = f"{info.title} not found at {path} (about {info.size})"
-    if info.name == "fashionmnist":
-        msg += f"; {problem}" if problem else (f" nor at {fashion_mnist_folder()} (Debian/Ubuntu: apt-get install "
-                                               f"{FASHION_MNIST_PACKAGE})")
-    return msg
+        return FashionMNISTFolder(copy.folder, train=split == "train", transform=transform)
+    except (ValueError, OSError) as err:
+        raise _unreadable(info, root, copy, err) from err
 
 
 def load(
@@ -313,12 +307,13 @@ def load(
     split:
         ``"train"`` or ``"test"``.
     root:
-        Data root (see :func:`data_root`). When it lacks Fashion-MNIST, the files of Debian's
-        package ``dataset-fashion-mnist`` are read instead (:class:`ncutils.data.idx.FashionMNISTFolder`,
-        from :func:`ncutils.data.idx.fashion_mnist_folder`): same images, labels and order.
+        Data root (see :func:`data_root`). The first complete copy of the dataset is read
+        (:func:`locate`): the data root's, else, for Fashion-MNIST, the files of Debian's package
+        ``dataset-fashion-mnist`` (:class:`ncutils.data.idx.FashionMNISTFolder`, from
+        :func:`ncutils.data.idx.fashion_mnist_folder`): same images, labels and order.
     download:
-        Download the dataset through torchvision into the data root when it is not on disk
-        (neither there nor, for Fashion-MNIST, in Debian's copy); see also :func:`download`.
+        Download the dataset through torchvision into the data root when no complete copy is on
+        disk; see :func:`download`.
     image_size, augment, normalize, to_rgb:
         Preprocessing, see :func:`ncutils.transforms.preprocess` and :func:`image_size_for`;
         ``normalize`` uses the ImageNet statistics (``NORMALIZATION["imagenet"]``).
@@ -331,29 +326,31 @@ def load(
     Raises
     ------
     DatasetNotFoundError
-        When the dataset is not on disk and ``download`` is False, or is incomplete.
+        When no copy of the dataset is complete and ``download`` is False, or a copy that passed the
+        check cannot be read; the message names the files and the fix that suits each copy.
+    DownloadError
+        When ``download`` is True and the download fails (what it left is removed first).
     """
     info = _dataset_info(name)
     if split not in info.splits:
         raise ValueError(f"unknown split {split!r} for {info.name}; use 'train' or 'test'.")
     base = data_root(root)
-    system = None
-    if not (base / info.folder).exists():
-        system, problem = _system_copy(info)
-        if system is None and not download:
-            raise _not_found(info, base, "was not found" + (f", and {problem}" if problem else ""))
+    found = presence.locate(info, base)
+    copy = found.used
+    if copy is None:
+        if not download:
+            raise _not_found(info, base, found)
+        copy = _fetch(info, base)
     mean, std = NORMALIZATION["imagenet"] if normalize else (None, None)
     transform = preprocess(image_size, mean, std, to_rgb=to_rgb, augment=augment)
-    if system is not None:
-        return _from_system(info, system, base, split, transform)
-    return _from_root(info, base, split, transform, download)
+    if copy.system:
+        return _from_system(info, copy, base, split, transform)
+    return _from_root(info, base, split, transform, copy)
 
 
-def _from_root(info: DatasetInfo, base: Path, split: str, transform, download: bool) -> Dataset:
-    """The split as torchvision reads it from the data root ``base`` (downloading it there if asked)."""
-    if download:
-        base.mkdir(parents=True, exist_ok=True)
-    parts = [_build_part(info, base, kwargs, transform, download) for kwargs in info.splits[split]]
+def _from_root(info: DatasetInfo, base: Path, split: str, transform, copy: Copy) -> Dataset:
+    """The split as torchvision reads it from the data root ``base``."""
+    parts = [_build_part(info, base, kwargs, transform, copy) for kwargs in info.splits[split]]
     if info.name == "dtd":
         _harmonise_dtd(parts, base)
     if info.name == "sun397":
@@ -365,12 +362,48 @@ def _from_root(info: DatasetInfo, base: Path, split: str, transform, download: b
     return dataset
 
 
+# --------------------------------------------------------------------------- downloading
+def _fetch(info: DatasetInfo, base: Path) -> Copy:
+    """Download dataset ``info`` into the data root ``base`` unless its copy there is complete; the checked copy.
+
+    A copy with damaged files is not downloaded over (torchvision would keep most of them): the
+    error names them. A failed download removes what it left and says why it failed and what to do.
+    """
+    copy = presence.root_copy(info, base)
+    if copy.complete:
+        return copy
+    if copy.damaged:
+        raise DatasetNotFoundError(f"{info.title} is not downloaded into {copy.folder}: files there are damaged "
+                                   f"({copy.describe()}).\n  fix: {copy.fix}", name=info.name, path=copy.folder)
+    names = {info.folder.split("/")[0], *archive_names(info.tv_class)}
+    try:
+        with removing_leftovers(base, names) as removed:
+            base.mkdir(parents=True, exist_ok=True)
+            info.tv_class(str(base), download=True, **info.splits["train"][0])
+            copy = presence.root_copy(info, base)
+            if not copy.complete:
+                raise DownloadError(f"the downloaded files do not pass the check: {copy.describe()}")
+    except Exception as err:
+        why = " ".join(str(err).split())
+        cleaned = (f"Removed what it had left: {_listing(removed)}." if removed else "It left nothing behind.")
+        raise DownloadError(f"downloading {info.title} ({info.name!r}) into {base} failed: {type(err).__name__}: "
+                            f"{why}\n{cleaned}\n{_ways_to_get(info, base)}") from err
+    return copy
+
+
+def _listing(paths: list[Path]) -> str:
+    shown = ", ".join(str(p) for p in paths[:presence.SHOWN])
+    return shown + (f" and {len(paths) - presence.SHOWN} more" if len(paths) > presence.SHOWN else "")
+
+
 def download(name: str, root: str | os.PathLike | None = None) -> dict[str, int]:
     """Download both splits of dataset ``name`` through torchvision into the data root.
 
     Unlike ``load(name, download=True)``, this fetches the files even when Debian's copy of
     Fashion-MNIST is installed, so that the data root holds them (``python -m ncutils.data download``
-    calls it); files already under the root are not downloaded again.
+    calls it); a complete copy under the root is not downloaded again. A download that fails removes
+    the files and folders it created (partial files, empty folders, the data root if it was new) and
+    raises :class:`DownloadError`, whose message says why it failed and the other ways to get the data.
 
     Parameters
     ----------
@@ -383,6 +416,14 @@ def download(name: str, root: str | os.PathLike | None = None) -> dict[str, int]
     -------
     dict
         The number of images of the ``"train"`` and ``"test"`` splits.
+
+    Raises
+    ------
+    DownloadError
+        When the download fails, or its files do not pass the presence check.
+    DatasetNotFoundError
+        When the data root holds damaged files of the dataset (they are named; delete them first).
     """
     info, base = _dataset_info(name), data_root(root)
-    return {split: len(_from_root(info, base, split, None, True)) for split in info.splits}
+    copy = _fetch(info, base)
+    return {split: len(_from_root(info, base, split, None, copy)) for split in info.splits}

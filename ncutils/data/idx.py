@@ -4,9 +4,10 @@ Debian and Ubuntu ship the original Fashion-MNIST as a package (``apt-get instal
 dataset-fashion-mnist``): the four gzipped IDX files under :data:`FASHION_MNIST_FOLDER`.
 :func:`fashion_mnist_folder` says where that copy is looked for (``$NCUTILS_FASHION_MNIST`` overrides
 the Debian folder), :func:`read_idx` reads one IDX file (gzipped or not) with its header checked,
-and :class:`FashionMNISTFolder` is torchvision's ``FashionMNIST`` read from such a folder: same images
-(uint8 28x28), labels (0-9), order, classes and ``(PIL image, label)`` items.
-:func:`ncutils.data.load` falls back on it when the data root lacks torchvision's layout.
+:func:`idx_header` checks a file against its header without reading its data (for the presence
+checks of :mod:`ncutils.data.presence`), and :class:`FashionMNISTFolder` is torchvision's
+``FashionMNIST`` read from such a folder: same images (uint8 28x28), labels (0-9), order, classes and
+``(PIL image, label)`` items. :func:`ncutils.data.load` reads it when the data root holds no complete copy.
 """
 
 from __future__ import annotations
@@ -29,7 +30,10 @@ __all__ = [
     "FashionMNISTFolder",
     "fashion_mnist_files",
     "fashion_mnist_folder",
+    "idx_header",
+    "pair_problems",
     "read_idx",
+    "split_stems",
 ]
 
 #: Where Debian's package :data:`FASHION_MNIST_PACKAGE` installs the Fashion-MNIST IDX files.
@@ -42,6 +46,28 @@ FASHION_MNIST_ENV = "NCUTILS_FASHION_MNIST"
 # IDX type codes (third byte of the header); all multi-byte types are big-endian
 _IDX_TYPES = {0x08: np.dtype("u1"), 0x09: np.dtype("i1"), 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
               0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
+
+
+def _parse_header(raw: bytes, path: Path) -> tuple[np.dtype, tuple[int, ...], int]:
+    """Type, shape and data offset announced by the first bytes ``raw`` of IDX file ``path``."""
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_TYPES or raw[3] == 0:
+        raise ValueError(f"{path} is not an IDX file: its header {raw[:4].hex(' ') or '(empty)'} is not "
+                         "00 00 <type code> <number of dimensions>.")
+    dtype, ndim = _IDX_TYPES[raw[2]], raw[3]
+    start = 4 + 4 * ndim
+    if len(raw) < start:
+        raise ValueError(f"{path} is truncated: its header announces {ndim} dimensions but the file has "
+                         f"only {len(raw)} bytes.")
+    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    return dtype, shape, start
+
+
+def _data_bytes(dtype: np.dtype, shape: tuple[int, ...]) -> int:
+    return int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+
+
+def _gzip_error(path: Path, err: Exception) -> ValueError:
+    return ValueError(f"{path} is not a complete gzip file ({err}); it is truncated or corrupted.")
 
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:
@@ -75,23 +101,79 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
         else:
             raw = path.read_bytes()
     except (EOFError, zlib.error, gzip.BadGzipFile) as err:
-        raise ValueError(f"{path} is not a complete gzip file ({err}); it is truncated or corrupted.") from err
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_TYPES or raw[3] == 0:
-        raise ValueError(f"{path} is not an IDX file: its header {raw[:4].hex(' ') or '(empty)'} is not "
-                         "00 00 <type code> <number of dimensions>.")
-    dtype, ndim = _IDX_TYPES[raw[2]], raw[3]
-    start = 4 + 4 * ndim
-    if len(raw) < start:
-        raise ValueError(f"{path} is truncated: its header announces {ndim} dimensions but the file has "
-                         f"only {len(raw)} bytes.")
-    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    found = len(raw) - start
+        raise _gzip_error(path, err) from err
+    dtype, shape, start = _parse_header(raw, path)
+    expected, found = _data_bytes(dtype, shape), len(raw) - start
     if found != expected:
         problem = "is truncated" if found < expected else "has extra bytes"
         raise ValueError(f"{path} {problem}: its header announces shape {shape} ({expected} bytes of data) but "
                          f"it holds {found} bytes.")
     return np.frombuffer(raw, dtype=dtype, offset=start).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+_MAX_HEADER = 4 + 4 * 255  # the number of dimensions is one byte
+
+
+def idx_header(path: str | os.PathLike) -> tuple[np.dtype, tuple[int, ...]]:
+    """Type and shape that an IDX file announces, checked against the file's size; its data are not read.
+
+    A plain file must hold exactly the header plus ``prod(shape)`` values. Of a gzipped file (``.gz``)
+    the header is decompressed and the uncompressed size recorded in the gzip trailer (its last four
+    bytes, modulo 2**32) is compared with the size the header announces, which tells a truncated
+    download from a complete one without decompressing it (a file damaged in the middle is only
+    caught by :func:`read_idx`).
+
+    Raises
+    ------
+    ValueError
+        When the file is not an IDX file, is truncated or has extra bytes, or is not a complete gzip
+        file although named ``.gz``; the message names the file. ``OSError`` when it cannot be opened.
+    """
+    path = Path(path)
+    if path.suffix != ".gz":
+        with open(path, "rb") as f:
+            raw = f.read(_MAX_HEADER)
+        dtype, shape, start = _parse_header(raw, path)
+        expected, found = _data_bytes(dtype, shape), path.stat().st_size - start
+        if found != expected:
+            problem = "is truncated" if found < expected else "has extra bytes"
+            raise ValueError(f"{path} {problem}: its header announces shape {shape} ({expected} bytes of data) "
+                             f"but it holds {found} bytes.")
+        return dtype, shape
+    try:
+        with gzip.open(path, "rb") as f:
+            raw = f.read(_MAX_HEADER)
+    except (EOFError, zlib.error, gzip.BadGzipFile) as err:
+        raise _gzip_error(path, err) from err
+    dtype, shape, start = _parse_header(raw, path)
+    with open(path, "rb") as f:
+        f.seek(-4, os.SEEK_END)
+        recorded = int.from_bytes(f.read(4), "little")
+    expected = _data_bytes(dtype, shape)
+    if recorded != (start + expected) % 2**32:
+        raise ValueError(f"{path} is truncated or corrupted: its header announces shape {shape} ({expected} bytes "
+                         "of data) but the file does not end with the gzip trailer of that many bytes.")
+    return dtype, shape
+
+
+def pair_problems(image_file: Path, images: tuple[np.dtype, tuple[int, ...]], label_file: Path,
+                  labels: tuple[np.dtype, tuple[int, ...]]) -> list[str]:
+    """What keeps an image file and a label file (each as its ``(dtype, shape)``) from forming an (Fashion-)MNIST split.
+
+    Images must be uint8 of shape (N, height, width), labels uint8 of shape (N,), with the same N.
+    """
+    (image_type, image_shape), (label_type, label_shape) = images, labels
+    out = []
+    if image_type != np.uint8 or len(image_shape) != 3:
+        out.append(f"{image_file} holds {image_type} data of shape {image_shape}, not uint8 images "
+                   "(N, height, width): it is not an image file of (Fashion-)MNIST.")
+    if label_type != np.uint8 or len(label_shape) != 1:
+        out.append(f"{label_file} holds {label_type} data of shape {label_shape}, not uint8 labels (N,): "
+                   "it is not a label file of (Fashion-)MNIST.")
+    if not out and image_shape[0] != label_shape[0]:
+        out.append(f"{image_file} holds {image_shape[0]} images but {label_file} {label_shape[0]} labels: the "
+                   "two files do not belong together.")
+    return out
 
 
 def fashion_mnist_folder() -> Path:
@@ -103,7 +185,8 @@ def fashion_mnist_folder() -> Path:
     return Path(env).expanduser() if env else FASHION_MNIST_FOLDER
 
 
-def _stems(train: bool) -> tuple[str, str]:
+def split_stems(train: bool) -> tuple[str, str]:
+    """Names (without ``.gz``) of the image and label files of the training or test split."""
     prefix = "train" if train else "t10k"
     return f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte"
 
@@ -121,7 +204,7 @@ def fashion_mnist_files(folder: str | os.PathLike | None = None) -> tuple[dict[s
     """
     folder = fashion_mnist_folder() if folder is None else Path(folder)
     files, missing = {}, []
-    for stem in (*_stems(True), *_stems(False)):
+    for stem in (*split_stems(True), *split_stems(False)):
         found = [p for p in (folder / f"{stem}.gz", folder / stem) if p.is_file()]
         if found:
             files[stem] = found[0]
@@ -161,20 +244,15 @@ class FashionMNISTFolder(torchvision.datasets.FashionMNIST):
         VisionDataset.__init__(self, str(folder), transform=transform, target_transform=target_transform)
         self.train = train
         files, _ = fashion_mnist_files(folder)
-        image_stem, label_stem = _stems(train)
+        image_stem, label_stem = split_stems(train)
         absent = [f"{s}.gz" for s in (image_stem, label_stem) if s not in files]
         if absent:
             raise FileNotFoundError(f"Fashion-MNIST files {absent} are missing from {folder}.")
         images, labels = read_idx(files[image_stem]), read_idx(files[label_stem])
-        if images.dtype != np.uint8 or images.ndim != 3:
-            raise ValueError(f"{files[image_stem]} holds {images.dtype} data of shape {images.shape}, not uint8 "
-                             "images (N, height, width): it is not an image file of Fashion-MNIST.")
-        if labels.dtype != np.uint8 or labels.ndim != 1:
-            raise ValueError(f"{files[label_stem]} holds {labels.dtype} data of shape {labels.shape}, not uint8 "
-                             "labels (N,): it is not a label file of Fashion-MNIST.")
-        if len(images) != len(labels):
-            raise ValueError(f"{files[image_stem]} holds {len(images)} images but {files[label_stem]} "
-                             f"{len(labels)} labels: the two files do not belong together.")
+        problems = pair_problems(files[image_stem], (images.dtype, images.shape),
+                                 files[label_stem], (labels.dtype, labels.shape))
+        if problems:
+            raise ValueError(" ".join(problems))
         if len(labels) and labels.max() >= len(self.classes):
             raise ValueError(f"{files[label_stem]} holds label {int(labels.max())}; Fashion-MNIST has "
                              f"{len(self.classes)} classes (0-{len(self.classes) - 1}).")

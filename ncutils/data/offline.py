@@ -195,10 +195,11 @@ def synthetic(
     seed: int = 0,
     separation: float = 1.0,
 ) -> TensorDataset:
-    """Small structured images: a smooth random pattern per class, plus per-sample variation.
+    r"""Small structured images: a smooth random pattern per class, plus per-sample variation.
 
-    Sample ``i`` of class ``c`` is ``separation * P_c + 0.5 * S_i + 0.5 * E_i``, where ``P_c`` and
-    ``S_i`` are standard normal 4x4 fields upsampled bilinearly (smooth) and ``E_i`` is pixel
+    Sample :math:`i` of class :math:`c` is :math:`s P_c + 0.5 S_i + 0.5 E_i` with :math:`s` the
+    ``separation``, where :math:`P_c` and :math:`S_i` are standard normal 4x4 fields upsampled
+    bilinearly (smooth) and :math:`E_i` is pixel
     noise. Classes are easy to tell apart at ``separation=1`` and indistinguishable at 0.
     Deterministic given ``seed``; labels are ``0..num_classes-1``, ``per_class`` each, grouped.
     """

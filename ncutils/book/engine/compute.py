@@ -113,12 +113,8 @@ def compute(u: Unit, ctx: Context) -> Any:
 
 
 def _run(u: Unit, ctx: Context) -> Any:
-    from filelock import FileLock
-
     kind = get_kind(u.kind)
-    lock_path = ctx.store.path(u, ".lock")
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(lock_path)):
+    with ctx.store.lock(u):
         stored = ctx.store.get(u)  # another process may have finished it while we waited
         if stored is not None:
             return stored

@@ -10,6 +10,7 @@ module              job
 ``preflight``       every dataset and weight file a run needs, checked before computing (``--check``)
 ``executors``       computing units with submitit: on this machine (``local``) or on Slurm
 ``execute``         executing one chapter with papermill in a child process
+``interrupts``      SIGINT and SIGTERM as one exception; the runner's child processes, stopped with it
 ``site``            staging the book source and building it with Jupyter Book
 ==================  ===============================================================================
 

@@ -17,16 +17,26 @@ shapes on synthetic stand-ins and random weights, capped to a step or two per un
 :mod:`ncutils.book.engine.dryrun`). A chapter that fails is named with the failing cell; the other
 chapters still run and the command exits non-zero. A rerun reuses chapters whose notebook, parameters
 and code are unchanged (``--fresh`` recomputes every unit of the run once).
+
+Unattended runs: two runs on one build folder execute each chapter once (a lock per chapter; the second
+waits, says so, and reuses what the first executed when the chapter's key matches), and build the book
+one after the other. An interrupted run (Ctrl-C, SIGTERM) stops every process it started, prints one line
+saying what is stored and how to resume (the same command: stored units and executed chapters are reused),
+and exits with 130 (SIGINT) or 143 (SIGTERM); see :mod:`ncutils.book.runner.interrupts`.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import shlex
+import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -34,8 +44,9 @@ from typing import Any
 
 from ncutils.book import settings as settings_
 from ncutils.book.engine.chapter_key import chapter_key
-from ncutils.book.engine.store import FRESH_ENV
+from ncutils.book.engine.store import FRESH_ENV, Store, StoreError
 from ncutils.book.runner import chapters as chapters_
+from ncutils.book.runner import interrupts
 from ncutils.book.runner.execute import execute, execute_child
 from ncutils.book.runner.parameters import chapter_parameters
 from ncutils.book.runner.site import Record, build_book, replicate_verdicts, stage
@@ -112,8 +123,7 @@ class Run:
                 "changes": self.loaded.changes}
 
     def write_manifest(self) -> None:
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        (self.out_dir / MANIFEST).write_text(json.dumps(self.manifest(), indent=1, default=str))
+        _write_atomic(self.out_dir / MANIFEST, json.dumps(self.manifest(), indent=1, default=str))
 
     @property
     def out_dir(self) -> Path:
@@ -144,6 +154,10 @@ class Run:
     @property
     def stage_dir(self) -> Path:
         return self.out_dir / "src"
+
+    def lock_file(self, name: str) -> Path:
+        """The lock that runs on this build folder share for ``name`` (a chapter, ``runs``, ``book``)."""
+        return self.out_dir / "locks" / f"{name}.lock"
 
     @property
     def workers(self) -> int:
@@ -213,6 +227,15 @@ def parse(argv: list[str]) -> Run:
                fresh_since=time.time() if args.fresh else None)
 
 
+def check_store(run: Run) -> None:
+    """Stop with one line, before any compute, when the store cannot be used (``--store`` names a file, a
+    folder that cannot be written, ...: :class:`~ncutils.book.engine.store.StoreError`)."""
+    try:
+        Store(run.store_dir, fresh_since=run.fresh_since)
+    except StoreError as err:
+        raise SystemExit(str(err)) from None
+
+
 # --------------------------------------------------------------------------- the steps
 def plan_units(run: Run) -> dict[str, list]:
     """Every selected chapter's units, by chapter."""
@@ -243,68 +266,137 @@ def _previous_records(runs_file: Path) -> dict[str, Record]:
         return {}
 
 
-def run_chapters(run: Run, *, side_by_side: int) -> dict[str, Record]:
-    """Execute the selected chapters (``side_by_side`` at once), reusing those whose fingerprint is unchanged;
-    returns the record of every chapter."""
+def _write_atomic(path: Path, text: str) -> None:
+    """Write ``path`` whole or not at all (a reader never sees half of it, two writers never mix)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def held(lock_file: Path, tag: str = "", what: str | None = None,
+         stop: threading.Event | None = None) -> Iterator[None]:
+    """Hold ``lock_file`` (a ``filelock.FileLock``); while another run holds it, wait, and with ``what`` say so
+    once ("``tag``: another run is ``what``"). ``stop``: give up waiting when set (raises ``filelock.Timeout``)."""
+    from filelock import FileLock, Timeout
+
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(lock_file)
+    try:
+        lock.acquire(blocking=False)
+    except Timeout:
+        if what:
+            print(f"{tag}: another run is {what}; waiting for it to finish (lock: {lock_file})", flush=True)
+        lock.acquire(cancel_check=stop.is_set if stop is not None else None)
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def save_records(run: Run, mine: dict[str, Record]) -> dict[str, Record]:
+    """Merge this run's chapter records ``mine`` into the build folder's ``runs.json``, under its lock (another
+    run on the same folder may have recorded its chapters meanwhile); returns every chapter's record, in
+    book order."""
     runs_file = run.out_dir / "runs.json"
-    previous = _previous_records(runs_file)
-    records = {nb.stem: previous.get(nb.stem, Record(nb.stem, status="not run")) for nb in run.notebooks}
-    lock = threading.Lock()
+    with held(run.lock_file("runs")):
+        records = _previous_records(runs_file)
+        records.update(mine)
+        ordered = {nb.stem: records.get(nb.stem, Record(nb.stem, status="not run")) for nb in run.notebooks}
+        _write_atomic(runs_file, json.dumps([asdict(r) for r in ordered.values()], indent=1))
+    return ordered
+
+
+def reusable(old: Record | None, key: str, executed: Path, fresh_since: float | None) -> bool:
+    """Whether the chapter recorded as ``old`` can be reused for cache key ``key`` (its executed copy is
+    there; with ``--fresh``, only when it was executed after the run began)."""
+    return old is not None and old.status in ("ok", "reused") and old.fingerprint == key and executed.exists() \
+        and (fresh_since is None or (old.finished_at or 0.0) >= fresh_since)
+
+
+def run_chapters(run: Run, *, side_by_side: int) -> dict[str, Record]:
+    """Execute the selected chapters (``side_by_side`` at once), reusing those whose cache key is unchanged;
+    returns the record of every chapter: what this run did for the selected ones (a run sharing the build folder
+    may record the same chapter later), the build folder's ``runs.json`` for the others.
+
+    Each chapter is executed under its lock in the build folder: a second run on the same folder waits for it
+    (and says so), then reuses the chapter when its key matches. An interrupt stops every chapter process (and
+    its kernel) before it propagates; the chapters it stopped are recorded as ``interrupted``, never reused."""
     env = {FRESH_ENV: repr(run.fresh_since)} if run.fresh_since else {}
     if side_by_side > 1:
         from ncutils.book.runner.executors import cpu_threads
 
         env["OMP_NUM_THREADS"] = str(cpu_threads(side_by_side))
-
-    def save() -> None:
-        runs_file.parent.mkdir(parents=True, exist_ok=True)
-        runs_file.write_text(json.dumps([asdict(r) for r in records.values()], indent=1))
-
     # the keys first, in this thread: CPython 3.11's ast.parse is not safe in several threads at once
     keys = {nb: chapter_key(nb, settings_.as_dict(run.params[nb][1]), run.params[nb][0]["runner"])
             for nb in run.selected}
+    stop = threading.Event()
+    mine: dict[str, Record] = {}  # what this run did with each chapter (another run may record it later)
 
     def one(i: int, nb: Path) -> None:
-        executed = run.stage_dir / "book" / nb.name
-        injected, _ = run.params[nb]
-        fp = keys[nb]
-        old = previous.get(nb.stem)
         tag = f"[{i}/{len(run.selected)}] {nb.stem}"
-        if not run.args.fresh and old and old.status in ("ok", "reused") and old.fingerprint == fp \
-                and executed.exists():
-            records[nb.stem] = Record(**{**asdict(old), "status": "reused"})
-            print(f"{tag}: unchanged since {old.finished}, reused", flush=True)
-            return
-        status = execute(nb, executed, injected, run.out_dir / "logs" / f"{nb.stem}.log", tag, not run.args.quiet,
-                         env=env)
-        rec = Record(nb.stem, status=status["status"], seconds=status.get("seconds"),
-                     peak_mib=status.get("peak_mib"), fingerprint=fp, error=status.get("error"),
-                     failed_cell=status.get("failed_cell"), finished=time.strftime("%Y-%m-%d %H:%M"))
-        mem = f", peak {rec.peak_mib:.0f} MiB" if rec.peak_mib else ""
-        if rec.status == "ok":
-            print(f"{tag}: ok in {rec.seconds:.1f} s{mem}", flush=True)
-        else:
-            where = f" in cell In [{rec.failed_cell}]" if rec.failed_cell is not None else ""
-            print(f"{tag}: FAILED{where}: {rec.error}\n    executed copy: {executed}\n"
-                  f"    log: {run.out_dir / 'logs' / (nb.stem + '.log')}", flush=True)
-        with lock:  # chapters may finish at once
-            records[nb.stem] = rec
-            save()
+        with held(run.lock_file(nb.stem), tag, f"executing {nb.stem} into {run.out_dir}", stop):
+            mine[nb.stem] = _chapter(run, nb, keys[nb], tag, env, stop)
 
-    with ThreadPoolExecutor(max(1, side_by_side)) as pool:
+    pool = ThreadPoolExecutor(max(1, side_by_side))
+    try:
         for done in [pool.submit(one, i, nb) for i, nb in enumerate(run.selected, 1)]:
             done.result()
-    save()
-    return records
+    except BaseException as err:  # Ctrl-C, SIGTERM (or a bug): stop the chapters running, start no other
+        stop.set()
+        pool.shutdown(wait=False, cancel_futures=True)
+        interrupts.CHILDREN.stop_all(getattr(err, "signum", signal.SIGTERM))
+        pool.shutdown(wait=True)
+        raise
+    pool.shutdown()
+    return {stem: mine.get(stem, r) for stem, r in save_records(run, {}).items()}
+
+
+def _chapter(run: Run, nb: Path, key: str, tag: str, env: dict[str, str], stop: threading.Event) -> Record:
+    """Execute chapter ``nb`` (its lock held), or reuse it; record what happened, and return the record."""
+    executed = run.stage_dir / "book" / nb.name
+    old = _previous_records(run.out_dir / "runs.json").get(nb.stem)  # read now: another run may have executed it
+    if reusable(old, key, executed, run.fresh_since):
+        rec = Record(**{**asdict(old), "status": "reused"})
+        save_records(run, {nb.stem: rec})
+        print(f"{tag}: unchanged since {old.finished}, reused", flush=True)
+        return rec
+    save_records(run, {nb.stem: Record(nb.stem, status="running")})  # a half-executed copy is never reused
+    log = run.out_dir / "logs" / f"{nb.stem}.log"
+    try:
+        status = execute(nb, executed, run.params[nb][0], log, tag, not run.args.quiet, env=env)
+    except interrupts.Interrupted:  # the run stops: no new chapter process
+        status = None
+    if status is None or stop.is_set():
+        rec = Record(nb.stem, status="interrupted")
+        save_records(run, {nb.stem: rec})
+        return rec
+    rec = Record(nb.stem, status=status["status"], seconds=status.get("seconds"),
+                 peak_mib=status.get("peak_mib"), fingerprint=key, error=status.get("error"),
+                 failed_cell=status.get("failed_cell"), finished=time.strftime("%Y-%m-%d %H:%M"),
+                 finished_at=time.time())
+    mem = f", peak {rec.peak_mib:.0f} MiB" if rec.peak_mib else ""
+    if rec.status == "ok":
+        print(f"{tag}: ok in {rec.seconds:.1f} s{mem}", flush=True)
+    else:
+        where = f" in cell In [{rec.failed_cell}]" if rec.failed_cell is not None else ""
+        print(f"{tag}: FAILED{where}: {rec.error}\n    executed copy: {executed}\n    log: {log}", flush=True)
+    save_records(run, {nb.stem: rec})
+    return rec
 
 
 def build(run: Run, records: dict[str, Record]) -> bool:
-    """Stage the book source of this run and build the HTML book; True if it built."""
-    stage(run.root, run.stage_dir, run.label, list(records.values()), run.listed, replicate_verdicts(run.siblings()),
-          store=run.store_dir, draws=50 if run.profile == "smoke" or run.dry_run else None)
-    t0 = time.perf_counter()
-    log = run.out_dir / "logs" / "jupyter-book.log"
-    built, why = build_book(run.stage_dir, run.out_dir / "html", log)
+    """Stage the book source of this run and build the HTML book; True if it built. One run at a time per
+    build folder (a second waits, then builds with every chapter recorded by then)."""
+    with held(run.lock_file("book"), "book", f"building the book in {run.out_dir}"):
+        records = save_records(run, {})  # with the chapters another run on this folder recorded meanwhile
+        stage(run.root, run.stage_dir, run.label, list(records.values()), run.listed,
+              replicate_verdicts(run.siblings()), store=run.store_dir,
+              draws=50 if run.profile == "smoke" or run.dry_run else None)
+        t0 = time.perf_counter()
+        log = run.out_dir / "logs" / "jupyter-book.log"
+        built, why = build_book(run.stage_dir, run.out_dir / "html", log)
     if built:
         print(f"book built in {time.perf_counter() - t0:.1f} s: {run.out_dir / 'html' / 'index.html'}")
     else:
@@ -312,16 +404,50 @@ def build(run: Run, records: dict[str, Record]) -> bool:
     return built
 
 
+def interrupted_line(run: Run | None, argv: Sequence[str], err: interrupts.Interrupted,
+                     units: Sequence | None) -> str:
+    """The one line an interrupted run prints: what is stored, and how to resume."""
+    if run is None:
+        return f"interrupted by {err.name} before anything was computed."
+    if units:
+        store = Store(run.store_dir, fresh_since=run.fresh_since)
+        kept = f"{sum(u in store for u in units)} of {len(units)} units stored in {run.store_dir}"
+    else:
+        kept = f"every unit computed so far is stored in {run.store_dir}"
+    again = [a for a in argv if a != "--fresh"]  # resuming a --fresh run must not recompute what it stored
+    how = "the same command" if len(again) == len(argv) else "the same command without --fresh"
+    return (f"interrupted by {err.name}: {kept}; to resume, run {how} (stored units and executed chapters are "
+            f"reused): python -m ncutils.book {shlex.join(again)}".rstrip())
+
+
 def main(argv: list[str] | None = None) -> int:
+    """The command line (see the module docstring); returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["_execute"]:
         return execute_child(argv[1:])
-    run = parse(argv)
+    interrupts.CHILDREN.reset()
+    run, units = None, []
+    with interrupts.raising():
+        try:
+            run = parse(argv)
+            check_store(run)
+            return _main(run, units)
+        except interrupts.Interrupted as err:
+            interrupts.CHILDREN.stop_all(err.signum)  # what is still running (the fan-out stops its own jobs)
+            print(interrupted_line(run, argv, err, units), flush=True)
+            return err.exit_code
+
+
+def _main(run: Run, units: list) -> int:
+    """Plan, check, compute, run the chapters and build; ``units`` receives the run's units once planned."""
     units_first = run.args.executor != "sequential"
     run.chapter_params(compute_missing=not units_first)
     a = run.args
     if a.plan or a.check or units_first or (run.profile == "paper" and not run.dry_run):
         chapter_units = plan_units(run)
+        from ncutils.book.runner import plan
+
+        units.extend(plan.flatten(chapter_units))
         if a.check or (run.profile == "paper" and not run.dry_run and not a.plan):
             from ncutils.book.runner.preflight import preflight
 
@@ -329,8 +455,6 @@ def main(argv: list[str] | None = None) -> int:
             if a.check or not ok:
                 return 0 if ok else 1
         if a.plan:
-            from ncutils.book.runner import plan
-
             return plan.show(chapter_units, store_dir=run.store_dir, json_path=a.json, timing=not a.no_timing,
                              dry_run=run.dry_run)
         if units_first:

@@ -14,6 +14,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+from ncutils.book.runner.interrupts import CHILDREN
 from ncutils.book.settings import find_root
 
 __all__ = ["execute", "execute_child", "machine_roots", "scrub_paths"]
@@ -134,7 +135,10 @@ def machine_roots(nb: Path, out: Path) -> dict[str, str]:
 
 def execute(nb: Path, out: Path, params: dict, log: Path, label: str, progress: bool,
             env: dict[str, str] | None = None) -> dict:
-    """Run ``nb`` in a child process (cwd: its folder), showing which cell runs; return its status dict."""
+    """Run ``nb`` in a child process (cwd: its folder), showing which cell runs; return its status dict.
+
+    The child runs in its own session, registered in :data:`~ncutils.book.runner.interrupts.CHILDREN`: an
+    interrupted run stops it and the kernel it started."""
     from tqdm.auto import tqdm
 
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -150,17 +154,18 @@ def execute(nb: Path, out: Path, params: dict, log: Path, label: str, progress: 
     show = progress and sys.stderr.isatty()
     with open(log, "w") as log_fh, tqdm(total=total, desc=label, unit="cell", disable=not show,
                                         leave=False) as bar:
-        proc = subprocess.Popen(cmd, stdout=log_fh, stderr=subprocess.STDOUT, env=child_env)
-        pattern = re.compile(r"Executing Cell (\d+)-")
-        while proc.poll() is None:
-            time.sleep(0.5)
-            try:
-                found = pattern.findall(log.read_text(errors="replace"))
-            except OSError:
-                found = []
-            if found:
-                bar.n = int(found[-1])
-                bar.refresh()
+        # its own session: Ctrl-C reaches the runner, which stops it and its kernel (interrupts.CHILDREN)
+        with CHILDREN.running(cmd, stdout=log_fh, stderr=subprocess.STDOUT, env=child_env) as proc:
+            pattern = re.compile(r"Executing Cell (\d+)-")
+            while proc.poll() is None:
+                time.sleep(0.5)
+                try:
+                    found = pattern.findall(log.read_text(errors="replace"))
+                except OSError:
+                    found = []
+                if found:
+                    bar.n = int(found[-1])
+                    bar.refresh()
     scrub_paths(out, machine_roots(nb, out))
     if not status_file.exists():
         return {"status": "failed", "error": f"the runner process exited with code {proc.returncode}"}

@@ -23,6 +23,7 @@ from ncutils.book.pages.claims import claims_page
 from ncutils.book.pages.placeholder import placeholder_page
 from ncutils.book.pages.runs import runs_page
 from ncutils.book.runner.chapters import chapter_number, chapter_title
+from ncutils.book.runner.interrupts import CHILDREN
 
 __all__ = ["Record", "build_book", "machine", "replicate_verdicts", "stage"]
 
@@ -32,13 +33,14 @@ class Record:
     """What happened to one notebook in one run of the book."""
 
     name: str
-    status: str = "pending"  # ok | failed | reused | not run
+    status: str = "pending"  # ok | failed | reused | not run | interrupted (never reused)
     seconds: float | None = None
     peak_mib: float | None = None
     fingerprint: str | None = None
     error: str | None = None
     failed_cell: int | None = None
     finished: str | None = None
+    finished_at: float | None = None  # Unix time (``finished`` is for people)
     extra: dict = field(default_factory=dict)
 
 
@@ -135,8 +137,9 @@ def build_book(stage_dir: Path, html_dir: Path, log: Path) -> tuple[bool, str]:
     """
     out = stage_dir.parent / "jupyter-book"
     cmd = [*jupyter_book_command(), "build", str(stage_dir), "--path-output", str(out), "-W", "--keep-going"]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    text = proc.stdout + proc.stderr
+    with CHILDREN.running(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:  # stops on Ctrl-C
+        out_text, err_text = proc.communicate()
+    text = out_text + err_text
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_text(text)
     built = out / "_build" / "html"

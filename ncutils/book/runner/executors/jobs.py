@@ -11,9 +11,10 @@ from pathlib import Path
 from ncutils.book.engine.compute import Context, compute
 from ncutils.book.engine.store import Store
 from ncutils.book.engine.units import Unit
+from ncutils.book.runner.interrupts import alive
 
-__all__ = ["by_priority", "claim", "claimed_by", "cpu_threads", "keep_log", "outcome", "run_unit_job",
-           "run_units_job"]
+__all__ = ["by_priority", "claim", "claimed_by", "cpu_threads", "keep_log", "outcome", "planned_costs",
+           "run_unit_job", "run_units_job"]
 
 
 def run_unit_job(u: Unit, key: str, store_root: str, fresh_since: float | None, data_root: str | None,
@@ -99,21 +100,11 @@ def _blocked(u: Unit, claims: Path, keys: set[str], store: Store) -> str | None:
         if (claims / f"{d.key}.failed").exists():
             return f"skipped: needs {d.key}, which failed"
         owner = claimed_by(claims, d.key, pid=True)
-        if owner is not None and not _alive(owner) and d not in store:
+        if owner is not None and not alive(owner) and d not in store:
             return f"skipped: needs {d.key}, whose job died"
         if owner is None and d.key not in keys and d not in store:
             return f"skipped: needs {d.key}, which is neither stored nor part of this run"
     return None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def claim(claim_dir: Path, key: str, worker: int) -> bool:
@@ -145,14 +136,20 @@ def cpu_threads(workers: int) -> int:
     return max(1, min(torch.get_num_threads(), (os.cpu_count() or 1) // workers))
 
 
+def planned_costs(units: Sequence[Unit]) -> dict[Unit, float]:
+    """Each unit's planned seconds on one CPU thread, from its shapes alone
+    (:class:`ncutils.book.runner.plan.PixelTimer`: no network is built or timed)."""
+    from ncutils.book.runner import plan
+
+    timer = plan.PixelTimer()
+    return {u: plan.estimate(u, timer) for u in units}
+
+
 def by_priority(units: Sequence[Unit]) -> list[Unit]:
     """``units`` from the highest priority down: a unit's estimated cost plus the costliest chain of the
     given units that need it (:class:`ncutils.book.runner.plan.PixelTimer` estimates; ties keep the plan's
     order). Long chains start first, and short units at the end fill the gaps."""
-    from ncutils.book.runner import plan
-
-    timer = plan.PixelTimer()
-    cost = {u: plan.estimate(u, timer) for u in units}
+    cost = planned_costs(units)
     needed_by: dict[Unit, list[Unit]] = {u: [] for u in units}
     for u in units:
         for d in u.deps:
