@@ -1,32 +1,40 @@
-"""Neural-collapse metrics (paper Section 2.3, Eq. 4, and Appendix A).
+r"""Neural-collapse metrics (paper Section 2.3, Eq. 4, and Appendix A).
 
-Notation follows the paper. For features ``h_i`` (rows of ``features``) with labels
-``y_i`` in ``K`` classes, ``n_k`` samples in class ``k`` and ``N = sum_k n_k``:
+Notation follows the paper. For features :math:`h_i` (rows of ``features``) with labels
+:math:`y_i` in :math:`K` classes, :math:`n_k` samples in class :math:`k` and :math:`N = \sum_k n_k`:
 
-* class means ``mu_k = (1/n_k) sum_{y_i = k} h_i`` and their mean ``mu_G = (1/K) sum_k mu_k``
-  (the mean of the class means, which equals the global mean when classes are balanced);
-* within-class covariance ``Sigma_W = (1/N) sum_i (h_i - mu_{y_i})(h_i - mu_{y_i})^T``;
-* between-class covariance ``Sigma_B = (1/K) sum_k (mu_k - mu_G)(mu_k - mu_G)^T``.
+* class means :math:`\mu_k = \frac{1}{n_k} \sum_{y_i = k} h_i` and their mean
+  :math:`\mu_G = \frac{1}{K} \sum_k \mu_k` (the mean of the class means, which equals the global
+  mean when classes are balanced);
+* within-class covariance :math:`\Sigma_W = \frac{1}{N} \sum_i (h_i - \mu_{y_i})(h_i - \mu_{y_i})^\top`;
+* between-class covariance :math:`\Sigma_B = \frac{1}{K} \sum_k (\mu_k - \mu_G)(\mu_k - \mu_G)^\top`.
 
-``NC1 = tr(Sigma_W Sigma_B^dagger) / K`` (Eq. 4). ``Sigma_B = M M^T / K`` with
-``M = [mu_1 - mu_G, ..., mu_K - mu_G]`` (``d x K``, rank at most ``K - 1``), so with the thin
-SVD ``M = U S V^T`` restricted to the non-zero singular values,
+.. math::
 
-    NC1 = sum_j (u_j^T Sigma_W u_j) / s_j^2 .
+    \mathrm{NC}_1 = \frac{1}{K} \operatorname{tr}\bigl(\Sigma_W \Sigma_B^\dagger\bigr) \qquad \text{(Eq. 4)}.
 
-:func:`nc1` evaluates this exactly in ``O(N d K)`` time and ``O(d K)`` extra memory; no
-``d x d`` matrix is formed and nothing is inverted. Singular values are kept when the
-matching eigenvalue of ``Sigma_B`` exceeds ``rtol * lambda_max`` with ``rtol = d * eps``
-by default, the cut-off a dense float64 ``pinv`` of the ``d x d`` matrix ``Sigma_B`` uses,
-so the two agree to rounding error.
+:math:`\Sigma_B = M M^\top / K` with :math:`M = [\mu_1 - \mu_G, \dots, \mu_K - \mu_G]`
+(:math:`d \times K`, rank at most :math:`K - 1`), so with the thin SVD :math:`M = U S V^\top`
+restricted to the non-zero singular values :math:`s_j` (left singular vectors :math:`u_j`),
 
-Besides NC1 the module has the trace-ratio NC1 ``tr(Sigma_W) / tr(Sigma_B)`` (Tirer et al. 2023),
-the CDNV, NC2 (distance from a simplex ETF, and Papyan et al.'s equinorm / equiangularity /
-max-angle parts for the class means and the classifier rows), NC3 (self-duality), NC4 (agreement
-of the classifier with the nearest-class-centre rule), the nearest-class-centre accuracy,
-per-class and pairwise quantities, and a streaming accumulator.
+.. math::
 
-``global_mean="class_means"`` (default, Eq. 4) centres the class means at their mean ``mu_G``;
+    \mathrm{NC}_1 = \sum_j \frac{u_j^\top \Sigma_W u_j}{s_j^2}.
+
+:func:`nc1` evaluates this exactly in :math:`O(N d K)` time and :math:`O(d K)` extra memory; no
+:math:`d \times d` matrix is formed and nothing is inverted. Singular values are kept when the
+matching eigenvalue of :math:`\Sigma_B` exceeds ``rtol`` :math:`\cdot \lambda_{\max}` with
+``rtol`` :math:`= d \varepsilon` by default, the cut-off a dense float64 ``pinv`` of the
+:math:`d \times d` matrix :math:`\Sigma_B` uses, so the two agree to rounding error.
+
+Besides NC1 the module has the trace-ratio NC1
+:math:`\operatorname{tr}(\Sigma_W) / \operatorname{tr}(\Sigma_B)` (Tirer et al. 2023), the CDNV, NC2 (distance from a
+simplex ETF, and Papyan et al.'s equinorm / equiangularity / max-angle parts for the class means
+and the classifier rows), NC3 (self-duality), NC4 (agreement of the classifier with the
+nearest-class-centre rule), the nearest-class-centre accuracy, per-class and pairwise quantities,
+and a streaming accumulator.
+
+``global_mean="class_means"`` (default, Eq. 4) centres the class means at their mean :math:`\mu_G`;
 ``global_mean="samples"`` centres them at the mean of all samples instead (as Papyan et al.'s
 and tding1's code do), which differs when the classes are imbalanced.
 
@@ -341,7 +349,7 @@ def _ncc_predict(xc: torch.Tensor, means: torch.Tensor, shift: torch.Tensor) -> 
 
 # --------------------------------------------------------------------------- public one-shot API
 def class_means(features: ArrayLike, labels: ArrayLike) -> tuple[torch.Tensor, torch.Tensor]:
-    """Class means ``mu_k`` (float64, rows in sorted label order) and the sorted labels."""
+    r"""Class means :math:`\mu_k` (float64, rows in sorted label order) and the sorted labels."""
     X, idx, classes, _ = _prepare(features, labels, scale=False)
     return _means(X, idx, classes.numel())[1], classes
 
@@ -349,11 +357,15 @@ def class_means(features: ArrayLike, labels: ArrayLike) -> tuple[torch.Tensor, t
 def nc1(
     features: ArrayLike, labels: ArrayLike, *, rtol: float | None = None, global_mean: GlobalMean = "class_means"
 ) -> float:
-    """Within-class variability collapse ``NC1 = tr(Sigma_W Sigma_B^dagger) / K`` (Eq. 4).
+    r"""Within-class variability collapse (Eq. 4).
 
-    Exact (equal to a float64 dense-pseudo-inverse evaluation up to rounding) in ``O(N d K)``
-    time and ``O(d K)`` extra memory, using that ``Sigma_B`` has rank at most ``K`` (``K - 1``
-    with the default centring).
+    .. math::
+
+        \mathrm{NC}_1 = \frac{1}{K} \operatorname{tr}\bigl(\Sigma_W \Sigma_B^\dagger\bigr)
+
+    Exact (equal to a float64 dense-pseudo-inverse evaluation up to rounding) in :math:`O(N d K)`
+    time and :math:`O(d K)` extra memory, using that :math:`\Sigma_B` has rank at most :math:`K`
+    (:math:`K - 1` with the default centring).
 
     Parameters
     ----------
@@ -362,16 +374,16 @@ def nc1(
     labels : (N,) integer tensor or array
         Class of each row; any integers (need not be contiguous), classes may be imbalanced.
     rtol : float, optional
-        Relative cut-off on the eigenvalues of ``Sigma_B`` treated as zero in the
-        pseudo-inverse; default ``d * eps`` (what a dense ``pinv`` of ``Sigma_B`` uses).
+        Relative cut-off on the eigenvalues of :math:`\Sigma_B` treated as zero in the
+        pseudo-inverse; default :math:`d \varepsilon` (what a dense ``pinv`` of :math:`\Sigma_B` uses).
     global_mean : {"class_means", "samples"}
-        Centre of ``Sigma_B``: the mean of the class means (default, Eq. 4) or the mean of all
+        Centre of :math:`\Sigma_B`: the mean of the class means (default, Eq. 4) or the mean of all
         samples (Papyan et al.'s and tding1's code). They differ only for imbalanced classes.
 
     Returns
     -------
     float
-        ``NC1`` (0 for perfectly collapsed features; invariant to scaling the features).
+        :math:`\mathrm{NC}_1` (0 for perfectly collapsed features; invariant to scaling the features).
     """
     _check_global_mean(global_mean)
     X, idx, classes, _ = _prepare(features, labels)
@@ -388,24 +400,29 @@ def nc1(
 def nc1_trace_ratio(
     features: ArrayLike, labels: ArrayLike, *, global_mean: GlobalMean = "class_means"
 ) -> float:
-    """Trace-ratio NC1 ``tr(Sigma_W) / tr(Sigma_B)`` (Tirer, Huang & Niles-Weed, ICML 2023).
+    r"""Trace-ratio NC1 (Tirer, Huang & Niles-Weed, ICML 2023).
 
-    ``Sigma_W`` and ``Sigma_B`` as in :func:`nc1` (``Sigma_W`` over all ``N`` samples,
-    ``Sigma_B = (1/K) sum_k (mu_k - mu_G)(mu_k - mu_G)^T``), so the value is
-    ``[(1/N) sum_i ||h_i - mu_{y_i}||^2] / [(1/K) sum_k ||mu_k - mu_G||^2]``. Unlike :func:`nc1` it
-    is not invariant to invertible linear maps of the features, only to rotations and scaling.
+    :math:`\Sigma_W` and :math:`\Sigma_B` as in :func:`nc1` (:math:`\Sigma_W` over all :math:`N`
+    samples, :math:`\Sigma_B = \frac{1}{K} \sum_k (\mu_k - \mu_G)(\mu_k - \mu_G)^\top`), so the value is
+
+    .. math::
+
+        \frac{\operatorname{tr}(\Sigma_W)}{\operatorname{tr}(\Sigma_B)}
+        = \frac{\frac{1}{N} \sum_i \lVert h_i - \mu_{y_i} \rVert^2}{\frac{1}{K} \sum_k \lVert \mu_k - \mu_G \rVert^2}.
+
+    Unlike :func:`nc1` it is not invariant to invertible linear maps of the features, only to rotations and scaling.
 
     Parameters
     ----------
     features : (N, d) tensor or array
     labels : (N,) integer tensor or array
     global_mean : {"class_means", "samples"}
-        Centre of ``Sigma_B``, see :func:`nc1`.
+        Centre of :math:`\Sigma_B`, see :func:`nc1`.
 
     Returns
     -------
     float
-        ``tr(Sigma_W) / tr(Sigma_B)``, 0 under full collapse.
+        :math:`\operatorname{tr}(\Sigma_W) / \operatorname{tr}(\Sigma_B)`, 0 under full collapse.
     """
     _check_global_mean(global_mean)
     X, idx, classes, _ = _prepare(features, labels)
@@ -415,10 +432,14 @@ def nc1_trace_ratio(
 
 
 def cdnv(features: ArrayLike, labels: ArrayLike, *, global_mean: GlobalMean = "class_means") -> float:
-    """Class-distance normalised variance (Galanti et al. 2022; paper Appendix A).
+    r"""Class-distance normalised variance (Galanti et al. 2022; paper Appendix A).
 
-    ``Avg_{i != j} (Var_i + Var_j) / (2 ||mu_i - mu_j||^2)`` with
-    ``Var_k = (1/n_k) sum_{y_i = k} ||h_i - mu_k||^2``. Linear in ``d``; 0 under full collapse.
+    .. math::
+
+        \operatorname{Avg}_{i \ne j} \frac{\mathrm{Var}_i + \mathrm{Var}_j}{2 \lVert \mu_i - \mu_j \rVert^2}
+        \quad \text{with} \quad \mathrm{Var}_k = \frac{1}{n_k} \sum_{y_i = k} \lVert h_i - \mu_k \rVert^2.
+
+    Linear in :math:`d`; 0 under full collapse.
 
     ``global_mean`` is accepted (and checked) for symmetry with :func:`nc1`; the CDNV depends only
     on differences of class means, so both choices give the same value.
@@ -430,11 +451,15 @@ def cdnv(features: ArrayLike, labels: ArrayLike, *, global_mean: GlobalMean = "c
 
 
 def numerical_rank(features: ArrayLike, labels: ArrayLike) -> float:
-    """Average numerical rank ``(1/K) sum_k ||H_k||_F^2 / ||H_k||_2^2`` (paper Appendix A).
+    r"""Average numerical rank (paper Appendix A).
 
-    ``H_k`` holds the (uncentred) features of class ``k``. The spectral norm is computed exactly
-    from the smaller Gram matrix of ``H_k`` rather than by power iteration. Ranges from 1 (every
-    class collapsed to a single direction) to ``min(n_k, d)``.
+    .. math::
+
+        \frac{1}{K} \sum_k \frac{\lVert H_k \rVert_F^2}{\lVert H_k \rVert_2^2}
+
+    :math:`H_k` holds the (uncentred) features of class :math:`k`. The spectral norm is computed
+    exactly from the smaller Gram matrix of :math:`H_k` rather than by power iteration. Ranges from 1
+    (every class collapsed to a single direction) to :math:`\min(n_k, d)`.
     """
     X, idx, classes, _ = _prepare(features, labels)
     ratios = []
@@ -452,12 +477,16 @@ def numerical_rank(features: ArrayLike, labels: ArrayLike) -> float:
 
 
 def nc2(features: ArrayLike, labels: ArrayLike, *, global_mean: GlobalMean = "class_means") -> float:
-    """Distance of the centred class means from a simplex ETF (Eq. 3).
+    r"""Distance of the centred class means from a simplex ETF (Eq. 3).
 
-    ``|| G / ||G||_F - (I_K - 1 1^T / K) / sqrt(K - 1) ||_F`` with ``G = M^T M`` the Gram matrix of
-    ``M = [mu_1 - mu_G, ..., mu_K - mu_G]``. 0 exactly when the centred means form a simplex
-    ETF (any scale and rotation); positive otherwise, e.g. always when ``K > d + 1``.
-    ``global_mean`` chooses ``mu_G`` as in :func:`nc1`.
+    .. math::
+
+        \Bigl\lVert \frac{G}{\lVert G \rVert_F}
+        - \frac{I_K - \mathbf{1} \mathbf{1}^\top / K}{\sqrt{K - 1}} \Bigr\rVert_F
+
+    with :math:`G = M^\top M` the Gram matrix of :math:`M = [\mu_1 - \mu_G, \dots, \mu_K - \mu_G]`.
+    0 exactly when the centred means form a simplex ETF (any scale and rotation); positive
+    otherwise, e.g. always when :math:`K > d + 1`. ``global_mean`` chooses :math:`\mu_G` as in :func:`nc1`.
     """
     X, idx, classes, _ = _prepare(features, labels)
     counts, means = _means(X, idx, classes.numel())
@@ -467,18 +496,19 @@ def nc2(features: ArrayLike, labels: ArrayLike, *, global_mean: GlobalMean = "cl
 def nc2_parts(
     features: ArrayLike, labels: ArrayLike, *, global_mean: GlobalMean = "class_means"
 ) -> dict[str, float]:
-    """NC2 split into norms and angles of the centred class means (Papyan, Han & Donoho 2020, Fig. 2-4).
+    r"""NC2 split into norms and angles of the centred class means (Papyan, Han & Donoho 2020, Fig. 2-4).
 
-    With ``m_k = mu_k - mu_G`` and ``cos_{ij}`` the cosine between ``m_i`` and ``m_j``:
+    With :math:`m_k = \mu_k - \mu_G` and :math:`\cos_{ij}` the cosine between :math:`m_i` and :math:`m_j`:
 
-    * ``equinorm = Std_k ||m_k|| / Avg_k ||m_k||`` (unbiased standard deviation, as ``torch.std``
+    * ``equinorm`` :math:`= \operatorname{Std}_k \lVert m_k \rVert / \operatorname{Avg}_k \lVert m_k \rVert`
+      (unbiased standard deviation, as ``torch.std``
       in the authors' code), 0 when all centred means have equal length;
-    * ``equiangularity = Std_{i<j} cos_{ij}`` over the ``K (K-1) / 2`` pairs (unbiased; 0 for
-      ``K = 2``), 0 when all pairs meet at the same angle;
-    * ``max_angle = Avg_{i != j} |cos_{ij} + 1 / (K - 1)|``, 0 when every angle is the simplex
-      ETF's maximal one, ``arccos(-1 / (K - 1))``.
+    * ``equiangularity`` :math:`= \operatorname{Std}_{i<j} \cos_{ij}` over the :math:`K (K-1) / 2`
+      pairs (unbiased; 0 for :math:`K = 2`), 0 when all pairs meet at the same angle;
+    * ``max_angle`` :math:`= \operatorname{Avg}_{i \ne j} \lvert \cos_{ij} + 1 / (K - 1) \rvert`, 0 when
+      every angle is the simplex ETF's maximal one, :math:`\arccos(-1 / (K - 1))`.
 
-    All three are 0 exactly for a simplex ETF. ``global_mean`` chooses ``mu_G`` as in :func:`nc1`.
+    All three are 0 exactly for a simplex ETF. ``global_mean`` chooses :math:`\mu_G` as in :func:`nc1`.
 
     Returns
     -------
@@ -491,7 +521,7 @@ def nc2_parts(
 
 
 def nc2_weight_parts(weight: ArrayLike) -> dict[str, float]:
-    """:func:`nc2_parts` for the rows ``w_k`` of a classifier weight (``nn.Linear.weight``, K x d).
+    r""":func:`nc2_parts` for the rows :math:`w_k` of a classifier weight (``nn.Linear.weight``, K x d).
 
     The rows are used as they are (not centred), as in Papyan et al.'s code. Every row counts as a
     class, so pass only the rows of the classes of interest.
@@ -508,14 +538,16 @@ def nc2_weight_parts(weight: ArrayLike) -> dict[str, float]:
 def nc_per_class(
     features: ArrayLike, labels: ArrayLike, *, global_mean: GlobalMean = "class_means"
 ) -> dict[str, torch.Tensor]:
-    """Per-class and pairwise NC quantities, in sorted label order (float64, on the features' device).
+    r"""Per-class and pairwise NC quantities, in sorted label order (float64, on the features' device).
 
     Returns
     -------
     dict
-        ``classes`` (K,) the sorted labels; ``counts`` (K,) ``n_k``; ``means`` (K, d) ``mu_k``;
-        ``norms`` (K,) ``||mu_k - mu_G||``; ``variances`` (K,) ``Var_k = (1/n_k) sum ||h_i - mu_k||^2``;
-        ``cdnv`` (K, K) ``(Var_i + Var_j) / (2 ||mu_i - mu_j||^2)`` with NaN on the diagonal (its
+        ``classes`` (K,) the sorted labels; ``counts`` (K,) :math:`n_k`; ``means`` (K, d) :math:`\mu_k`;
+        ``norms`` (K,) :math:`\lVert \mu_k - \mu_G \rVert`; ``variances`` (K,)
+        :math:`\mathrm{Var}_k = \frac{1}{n_k} \sum_{y_i = k} \lVert h_i - \mu_k \rVert^2`;
+        ``cdnv`` (K, K) :math:`(\mathrm{Var}_i + \mathrm{Var}_j) / (2 \lVert \mu_i - \mu_j \rVert^2)`
+        with NaN on the diagonal (its
         off-diagonal mean is :func:`cdnv`); ``cosines`` (K, K) cosines between the centred means.
     """
     X, idx, classes, factor = _prepare(features, labels)
@@ -542,13 +574,17 @@ def nc3(
     *,
     global_mean: GlobalMean = "class_means",
 ) -> float:
-    """Self-duality distance ``|| W / ||W||_F - M^T / ||M||_F ||_F`` (paper footnote 1).
+    r"""Self-duality distance (paper footnote 1).
+
+    .. math::
+
+        \Bigl\lVert \frac{W}{\lVert W \rVert_F} - \frac{M^\top}{\lVert M \rVert_F} \Bigr\rVert_F
 
     ``W`` is the last-layer classifier weight (``nn.Linear.weight``). Its rows are matched to the
     classes either one row per class in sorted label order (``W.shape[0] == K``: the ``k``-th
     smallest label owns row ``k``, whatever the label values, negative ones included) or, for
     non-negative labels only, by label value (``W.shape[0] > max(labels)``); anything else raises
-    ``ValueError``. 0 when ``w_k = c' (mu_k - mu_G)`` for a common ``c' > 0``.
+    ``ValueError``. 0 when :math:`w_k = c' (\mu_k - \mu_G)` for a common :math:`c' > 0`.
     """
     X, idx, classes, _ = _prepare(features, labels)
     counts, means = _means(X, idx, classes.numel())
@@ -559,10 +595,11 @@ def nc3(
 def nc4(
     features: ArrayLike, labels: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None
 ) -> float:
-    """NC4 (Papyan et al. 2020): how often the classifier disagrees with the nearest class centre.
+    r"""NC4 (Papyan et al. 2020): how often the classifier disagrees with the nearest class centre.
 
-    The fraction of samples ``h`` for which ``argmax_k (w_k . h + b_k)`` differs from
-    ``argmin_k ||h - mu_k||`` (Euclidean, class means of ``features``). The rows of ``weight`` (and
+    The fraction of samples :math:`h` for which :math:`\operatorname{argmax}_k (w_k^\top h + b_k)` differs
+    from :math:`\operatorname{argmin}_k \lVert h - \mu_k \rVert` (Euclidean, class means of ``features``).
+    The rows of ``weight`` (and
     entries of ``bias``) are matched to the classes as in :func:`nc3`: one per class with the
     ``k``-th smallest label owning row ``k``, or (non-negative labels) one per label value, in
     which case a prediction of a label absent from ``labels`` counts as a disagreement.
@@ -616,16 +653,21 @@ def ncc_accuracy(features: ArrayLike, labels: ArrayLike) -> float:
 
 # --------------------------------------------------------------------------- streaming
 class NCAccumulator:
-    """Streaming NC metrics over batches, for datasets whose features do not fit in memory.
+    r"""Streaming NC metrics over batches, for datasets whose features do not fit in memory.
 
-    One pass, numerically stable: per class it keeps the count ``n_k`` and the running mean
-    ``mu_k``, and overall the pooled within-class scatter ``S_W = N Sigma_W`` (``d x d``) and the
-    per-class scatters ``sum_{y_i = k} ||h_i - mu_k||^2``, all in float64 on the features'
-    device. Each batch is reduced about its own class means (two passes over the batch) and merged
-    with Chan et al.'s update ``S += S_batch + n_a n_b / (n_a + n_b) (mu_a - mu_b)(mu_a - mu_b)^T``,
-    which only adds positive semi-definite terms: nothing cancels, so ``NC1`` stays accurate to
-    rounding even at extreme collapse (``NC1 ~ 1e-17``) far from the origin. Memory is
-    ``O(d^2 + K d)`` whatever the number of samples.
+    One pass, numerically stable: per class it keeps the count :math:`n_k` and the running mean
+    :math:`\mu_k`, and overall the pooled within-class scatter :math:`S_W = N \Sigma_W`
+    (:math:`d \times d`) and the per-class scatters :math:`\sum_{y_i = k} \lVert h_i - \mu_k \rVert^2`,
+    all in float64 on the features' device. Each batch is reduced about its own class means (two
+    passes over the batch) and merged with Chan et al.'s update
+
+    .. math::
+
+        S \leftarrow S + S_\text{batch} + \frac{n_a n_b}{n_a + n_b} (\mu_a - \mu_b)(\mu_a - \mu_b)^\top,
+
+    which only adds positive semi-definite terms: nothing cancels, so :math:`\mathrm{NC}_1` stays
+    accurate to rounding even at extreme collapse (:math:`\mathrm{NC}_1 \approx 10^{-17}`) far from
+    the origin. Memory is :math:`O(d^2 + K d)` whatever the number of samples.
 
     NC4 and the nearest-class-centre accuracy compare every sample with the final class means and
     need a second pass (:func:`nc4`, :func:`ncc_accuracy`); they are not accumulated.
@@ -633,7 +675,7 @@ class NCAccumulator:
     Parameters
     ----------
     global_mean : {"class_means", "samples"}
-        Default centre of ``Sigma_B`` for :meth:`compute` (see :func:`nc1`).
+        Default centre of :math:`\Sigma_B` for :meth:`compute` (see :func:`nc1`).
 
     Examples
     --------

@@ -1,9 +1,9 @@
-"""Straightforward reference implementations, for checking the fast ones and timing them.
+r"""Straightforward reference implementations, for checking the fast ones and timing them.
 
-:func:`nc1_dense` evaluates Eq. 4 the obvious way: the ``d x d`` within-class covariance from
-per-sample outer products, the ``d x d`` between-class covariance, and a dense float64
-pseudo-inverse (``scipy.linalg.pinv``). It costs ``O(N d^2 + d^3)`` time and ``O(d^2)``
-memory, against ``O(N d K)`` and ``O(d K)`` for :func:`ncutils.metrics.nc1`.
+:func:`nc1_dense` evaluates Eq. 4 the obvious way: the :math:`d \times d` within-class covariance
+from per-sample outer products, the :math:`d \times d` between-class covariance, and a dense
+float64 pseudo-inverse (``scipy.linalg.pinv``). It costs :math:`O(N d^2 + d^3)` time and
+:math:`O(d^2)` memory, against :math:`O(N d K)` and :math:`O(d K)` for :func:`ncutils.metrics.nc1`.
 """
 
 from __future__ import annotations
@@ -15,10 +15,12 @@ __all__ = ["cdnv_pairwise", "nc1_dense"]
 
 
 def nc1_dense(features, labels, *, loop: bool = False) -> float:
-    """``tr(Sigma_W Sigma_B^+) / K`` with explicit ``d x d`` matrices and a dense pseudo-inverse.
+    r"""NC1 of Eq. 4, :math:`\frac{1}{K} \operatorname{tr}(\Sigma_W \Sigma_B^\dagger)`, with explicit dense matrices.
 
-    With ``loop=True`` Sigma_W is accumulated from one outer product per sample in a Python loop
-    (the textbook formula, as a baseline for timing); otherwise per class with a matrix product.
+    :math:`\Sigma_W` and :math:`\Sigma_B` are :math:`d \times d` and :math:`\Sigma_B^\dagger` is a dense
+    pseudo-inverse. With ``loop=True`` :math:`\Sigma_W` is accumulated from one outer product per
+    sample in a Python loop (the textbook formula, as a baseline for timing); otherwise per class
+    with a matrix product.
     """
     X = np.asarray(features, dtype=np.float64)
     y = np.asarray(labels)

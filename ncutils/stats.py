@@ -171,12 +171,19 @@ def _corr(method: str) -> Callable[[np.ndarray, np.ndarray], float]:
 
 def jackknife_interval(statistic: Callable[..., float], *samples: Sequence, units: Sequence | None = None,
                        level: float = 0.95, fisher: bool = False, min_units: int = MIN_UNITS) -> Estimate:
-    """``statistic(*samples)`` with a delete-one-unit jackknife t interval.
+    r"""``statistic(*samples)`` with a delete-one-unit jackknife t interval.
 
     The samples are paired observations (equal lengths); ``units`` names the independent unit each observation
     belongs to (default: every observation is its own). The statistic is recomputed without each unit in turn;
-    the spread of those G values gives the standard error ``sqrt((G - 1) / G * sum (theta_(-g) - mean)^2)`` and
-    the interval is ``theta +- t_(G-1) * se``, so the variance between units (e.g. between settings whose seeds
+    the spread of those :math:`G` values :math:`\hat\theta_{(-g)}`, with mean :math:`\bar\theta`, gives the
+    standard error and interval
+
+    .. math::
+
+        \mathrm{se} = \sqrt{\frac{G - 1}{G} \sum_g \bigl(\hat\theta_{(-g)} - \bar\theta\bigr)^2},
+        \qquad \hat\theta \pm t_{G-1} \, \mathrm{se},
+
+    so the variance between units (e.g. between settings whose seeds
     are averaged) is inside it and observations that share a unit are not counted as independent. ``fisher``
     computes it on Fisher's z scale (``atanh``) and maps back, as for correlations. With fewer than
     ``min_units`` units, or a statistic undefined on a deletion, the interval is NaN (undecided).

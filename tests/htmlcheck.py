@@ -17,6 +17,10 @@
 :class:`ncutils.book.verdicts.Verdict`) or "Claim holds / does not hold / cannot be judged in this run"
 (written by :func:`ncutils.book.plotting.verdict`); a claim stated before the numbers ("Claim (Section
 3.1)", :meth:`ncutils.book.verdicts.Claim.show`) is not a verdict.
+
+:func:`internal_names` finds the code's names that reached a page's prose, tables and captions: snake_case
+identifiers (``train_accuracy``, ``S_seli``) and unit keys (hexadecimal hashes), outside code (``<pre>``,
+``<code>``, a code cell's source) and math; a reader should see display names instead.
 """
 
 from __future__ import annotations
@@ -28,7 +32,8 @@ from pathlib import Path
 
 from bs4 import BeautifulSoup
 
-__all__ = ["SUFFIXES", "VERDICT_TITLE", "audit", "chapter_summary", "is_remote", "remote_resources"]
+__all__ = ["SUFFIXES", "VERDICT_TITLE", "audit", "chapter_summary", "internal_names", "is_remote", "remote_resources",
+           "visible_text"]
 
 #: Files searched for forbidden strings: the pages, their scripts and data, and the sources the site
 #: offers for download (``_sources/*.ipynb``, ``*.md``), which carry a notebook's metadata and outputs.
@@ -230,3 +235,35 @@ def chapter_summary(page_html: str) -> dict:
         "verdict_titles": [_title(a) for a in verdicts],
         "verdict_kinds": dict(kinds),
     }
+
+
+#: Elements whose text is code or math, not prose: code blocks and inline code, a code cell's source, math
+#: (raw TeX until MathJax typesets it), scripts and styles, and the theme's header links ("#").
+NOT_PROSE = ("pre", "code", "kbd", "script", "style", "svg", ".cell_input", ".math", ".headerlink",
+             "div.highlight")
+
+#: A snake_case identifier: letters or digits joined by at least one underscore (``train_accuracy``, ``S_vc``,
+#: ``ce_none``), not a bare ``_`` and not a number group such as ``1_000``.
+SNAKE_CASE = re.compile(r"(?<![\w./-])[A-Za-z][A-Za-z0-9]*(?:_[A-Za-z0-9]+)+(?![\w/-])")
+#: A unit key or other hash: eight or more hexadecimal digits mixing letters and digits (``3fa94c0b``).
+HEX_KEY = re.compile(r"(?<![\w-])(?=[0-9a-f]*[a-f])(?=[0-9a-f]*[0-9])[0-9a-f]{8,}(?![\w-])")
+
+
+def visible_text(page_html: str) -> str:
+    """The text of a page's article a reader reads as prose, tables and captions: without code, math, scripts and
+    the theme's navigation (see :data:`NOT_PROSE`)."""
+    soup = BeautifulSoup(page_html, "html.parser")
+    article = soup.find("article") or soup.find("main") or soup
+    for el in article.select(", ".join(NOT_PROSE)):
+        el.decompose()
+    return " ".join(article.get_text(" ").split())
+
+
+def internal_names(page_html: str, allowed: Iterable[str] = ()) -> list[str]:
+    """The code's names in a page's visible text (:func:`visible_text`): snake_case identifiers
+    (:data:`SNAKE_CASE`) and hexadecimal keys (:data:`HEX_KEY`), each once, in page order, except those in
+    ``allowed`` (an explicit allow-list of names that are the reader's words, e.g. a dataset's official name)."""
+    text, allow = visible_text(page_html), set(allowed)
+    found = [m.group(0) for pattern in (SNAKE_CASE, HEX_KEY) for m in pattern.finditer(text)]
+    order = {name: text.find(name) for name in found}
+    return [name for name in sorted(dict.fromkeys(found), key=order.get) if name not in allow]

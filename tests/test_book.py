@@ -2,6 +2,7 @@
 
 import ast
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -239,6 +240,10 @@ def test_smoke_profile_runs_every_chapter_and_builds_the_book():
         assert "Claim" in page  # every chapter states whether the paper's claims hold in this run
     assert "About this build" in (html / "book" / "runs.html").read_text()
     api = (html / "book" / "api.html").read_text()  # the API reference: every public name of every module
+    # formulas in the docstrings are reStructuredText math (MathJax), not ASCII such as ``Sigma_W Sigma_B^dagger``
+    assert 'class="math' in api, "no rendered math on the API page: write docstring formulas as :math:`...`"
+    ascii_math = sorted(set(re.findall(r"(?<!\\)Sigma_[WB]", api)))  # the TeX source \Sigma_W is fine
+    assert not ascii_math, f"ASCII math {ascii_math} on the API page: write it as :math:`\\Sigma_W` etc."
     import importlib
 
     for module in ("ncutils.metrics", "ncutils.transferability.baselines", "ncutils.finetune.methods", "ncutils.stats"):

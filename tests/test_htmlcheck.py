@@ -3,7 +3,7 @@
 from pathlib import Path
 
 import pytest
-from htmlcheck import VERDICT_TITLE, audit, chapter_summary, is_remote, remote_resources
+from htmlcheck import VERDICT_TITLE, audit, chapter_summary, internal_names, is_remote, remote_resources, visible_text
 
 from ncutils.book.claims import CLAIMS
 from ncutils.book.verdicts import Check, PartResult, Test, verdict
@@ -216,3 +216,26 @@ def test_audit_checks_every_chapter_page(tmp_path):
         "book/05_missing.html: chapter page missing",
     ]
     assert audit(site, []) == []  # no chapters named: none checked
+
+
+NAMED_PAGE = """<html><body><nav>train_accuracy in the navigation is not the article</nav><article>
+<h1>Chapter<a class="headerlink" href="#x">#</a></h1>
+<p>The S_seli term of resnet18 and unit 3fa94c0b12d4 (key 3fa94c0b12d4 again); 2026, deadbeef and 1_000 are words.</p>
+<table><caption>train_accuracy by model</caption><tr><td>0.5</td></tr></table>
+<pre>probe_epochs = 3</pre><p>Set <code>probe_epochs</code>; see book/03_pretraining.ipynb; math
+<span class="math notranslate">\\(S_{vc}\\)</span>.</p>
+<div class="cell_input"><div class="highlight">x_y = 1</div></div>
+</article></body></html>"""
+
+
+def test_visible_text_leaves_out_code_math_and_navigation():
+    text = visible_text(NAMED_PAGE)
+    assert "The S_seli term" in text and "train_accuracy by model" in text
+    assert not any(s in text for s in ("probe_epochs", "x_y", "S_{vc}", "navigation", "#"))
+
+
+def test_internal_names_finds_snake_case_and_unit_keys_once_each_in_page_order():
+    assert internal_names(NAMED_PAGE) == ["S_seli", "3fa94c0b12d4", "train_accuracy"]
+    assert internal_names(NAMED_PAGE, allowed={"S_seli", "train_accuracy"}) == ["3fa94c0b12d4"]
+    clean = "<article><p>ResNet18 (width 8), S<sub>seli</sub>, Fashion-MNIST, τ = 0.50</p></article>"
+    assert internal_names(clean) == []

@@ -20,8 +20,12 @@ import pytest
 matplotlib.use("Agg")
 
 from bs4 import BeautifulSoup  # noqa: E402
+from htmlcheck import internal_names  # noqa: E402
 
 from ncutils.book import plotting  # noqa: E402
+from ncutils.book.claims import CLAIMS  # noqa: E402
+from ncutils.book.pages import claims as claims_page  # noqa: E402
+from ncutils.book.pages import names  # noqa: E402
 from ncutils.book.runner import chapters as book  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,6 +38,10 @@ DOUBLE_NUMBER = re.compile(r"\bFigs?\.\s*\d+\s*[:.]?\s*(?:Paper\s+)?Figs?\.\s*\d
 #: A printed Python dict ({'a': 1, ...}) or a bare float with many digits (0.8425559364958011).
 RAW_DICT = re.compile(r"^\s*\{\s*['\"][^'\"]+['\"]\s*:", re.MULTILINE)
 BARE_FLOAT = re.compile(r"^\s*-?\d+\.\d{7,}\s*$")
+
+
+#: Names of the code a chapter page may show as words (an explicit list; display names are the rule).
+ALLOWED_NAMES: frozenset[str] = frozenset()
 
 
 def _sources() -> list[Path]:
@@ -112,6 +120,86 @@ def test_the_scale_note_names_the_settings_a_run_changed_from_its_profile():
     assert "from the smoke profile's" in table and "| `probe_epochs` | `7` | `2` |" in table
 
 
+def _cells(nb: Path) -> list[dict]:
+    return json.loads(nb.read_text())["cells"]
+
+
+def _verdict_record(key: str, outcome: str, regime_met: bool | None = True) -> dict:
+    """A chapter record holding one verdict, as :meth:`ncutils.book.chapter.Chapter.verdict` writes it."""
+    from dataclasses import asdict
+
+    return {"meta": {"profile": "cpu"}, "results": {"verdicts": [
+        {"claim": asdict(CLAIMS[key]), "outcome": outcome, "reason": "", "parts": [], "regime_met": regime_met}]}}
+
+
+def test_a_claim_reads_as_one_plain_sentence():
+    assert claims_page.gist("Less collapse transfers better: larger NC1 goes with accuracy.") == \
+        "Less collapse transfers better."
+    assert claims_page.gist("Few-shot learning too ('a similar phenomenon also happens').") == "Few-shot learning too."
+    assert all(claims_page.gist(c.text).endswith(".") and ": " not in claims_page.gist(c.text) for c in CLAIMS.values())
+
+
+def test_the_verdict_summary_gives_every_claim_a_badge_a_sentence_and_a_link():
+    chapters = [("03_pretraining", "3. Pre-training", _verdict_record("fig4_threshold", "inconclusive", False)),
+                ("04_downstream", "4. Downstream", None)]
+    text = claims_page.verdict_summary(chapters)
+    items = [line for line in text.splitlines() if line.startswith("- ")]
+    assert text.startswith(":::{container} verdict-summary") and len(items) == len(CLAIMS)
+    fig4 = next(line for line in items if "claim-fig4_threshold" in line)
+    assert 'class="verdict verdict-inconclusive"' in fig4 and "not in the regime" in fig4
+    assert claims_page.gist(CLAIMS["fig4_threshold"].text) in fig4 and "{ref}`Chapter 3: Section 3.1, Fig. 4" in fig4
+    table2 = next(line for line in items if claims_page.gist(CLAIMS["table2_fewshot"].text) in line)
+    assert "verdict-not-run" in table2 and "](04_downstream))" in table2  # no record: the chapter, not a label
+    assert "1 inconclusive" in text and f"{len(CLAIMS) - 1} not run" in text and "profile **cpu**" in text
+
+
+def test_a_chapter_opens_with_its_verdicts_linking_to_its_claims():
+    record = _verdict_record("table1", "supported")
+    text = claims_page.findings(record["results"]["verdicts"])
+    assert "1 supported" in text and 'verdict-supported' in text and "<claim-table1>`" in text
+    assert "tests no claim" in claims_page.findings([])
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
+def test_the_verdicts_come_first_and_every_claim_has_its_label(nb):
+    cells = _cells(nb)
+    first = "".join(cells[0]["source"])
+    assert f"```{{glue:md}} ch{int(nb.stem[:2])}_findings" in first, f"{nb.stem}: the verdicts do not open the chapter"
+    assert "|---" not in first, f"{nb.stem}: a table comes before the verdicts"
+    for i, cell in enumerate(cells):
+        m = re.fullmatch(r'ch\.claim\("(\w+)"\)\s*', "".join(cell["source"])) if cell["cell_type"] == "code" else None
+        if m:
+            before = "".join(cells[i - 1]["source"]).strip()
+            assert before == f"({claims_page.claim_label(m.group(1))})=", \
+                f"{nb.stem}: the claim {m.group(1)!r} has no label right before it (the verdicts link to it)"
+
+
+def test_display_names():
+    assert names.network("mlp-w256-d8") == "MLP (8 layers, width 256)"
+    assert names.network("resnet18-w4 (seed 1)") == "ResNet18 (width 4, seed 1)"
+    assert names.network("mobilenet_v2") == "MobileNetV2" and names.network("seresnet12") == "SE-ResNet12"
+    assert names.network("MSE, seed 2") == "MSE, seed 2"  # not an architecture id: unchanged
+    assert names.method("scl") == "SCL FT" and names.method("new") == "new"
+
+
+def test_the_stylesheet_fixes_the_layout():
+    css = " ".join((ROOT / "book" / "_static" / "ncbook.css").read_text().split())
+    assert re.search(r"\.admonition > p\.admonition-title \{ max-width: none; \}", css), \
+        "an admonition's title bar is capped by the prose width"
+    assert ".bd-header .navbar-persistent--container" in css, "the header repeats the sidebar's search box"
+    assert re.search(r"\.cell_output table th, \.cell_output table td \{ white-space: normal;", css), \
+        "table cells do not wrap: wide tables run past the column"
+
+
+def test_the_book_links_to_its_repository_and_launches_nothing():
+    import yaml
+
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    assert config["repository"]["url"].startswith("https://") and config["html"]["use_repository_button"]
+    assert not config.get("launch_buttons", {}).get("binderhub_url")
+    assert "sphinx.ext.viewcode" in config["sphinx"]["extra_extensions"]
+
+
 # --------------------------------------------------------------------------- the smoke book
 def test_no_figure_carries_two_numbers(site):
     for name, page in [*_chapters(site), ("claims", _page(site, "claims"))]:
@@ -181,3 +269,43 @@ def test_every_claim_has_a_short_name():
     from ncutils.book.claims import CLAIMS
 
     assert all(claim.short for claim in CLAIMS.values())
+
+
+def _before(element, article, tags: list[str]) -> list:
+    """The elements named ``tags`` that come before ``element`` inside ``article`` (the theme's sidebars aside)."""
+    return [e for e in element.find_all_previous(tags) if article in e.parents]
+
+
+def test_the_book_opens_with_every_verdict(site):
+    page = _page(site, "intro")
+    box = page.select_one("article div.verdict-summary")
+    assert box is not None, "the intro does not open with the verdicts"
+    assert not _before(box, page.select_one("article"), ["h2", "table"]), "the verdicts come after a section"
+    items = box.select("li")
+    assert len(items) == len(CLAIMS)
+    for li in items:
+        assert li.select_one("span.verdict"), li.get_text()[:80]
+        link = li.select_one("a[href]")
+        assert link is not None and re.match(r"0\d_\w+\.html#claim-", link["href"]), li.get_text()[:80]
+
+
+def test_every_chapter_opens_with_its_verdicts(site):
+    for name, page in _chapters(site):
+        article = page.select_one("article")
+        box = article.select_one("div.verdict-summary")
+        assert box is not None, f"{name}: no verdicts at the top"
+        assert not _before(box, article, ["table", "figure", "h2"]), f"{name}: a table or figure before the verdicts"
+        for link in box.select("a[href^='#claim-']"):
+            assert article.select_one(f"[id='{link['href'][1:]}']"), f"{name}: {link['href']} links to nothing"
+
+
+def test_no_internal_names_on_the_chapter_pages(site):
+    for name, page in _chapters(site):
+        found = internal_names(str(page), ALLOWED_NAMES)
+        assert not found, f"{name}: the code's names reach the page text (use display names): {found[:10]}"
+
+
+def test_no_page_points_at_a_sample_binder_repository(site):
+    for name, page in [*_chapters(site), ("intro", _page(site, "intro"))]:
+        assert "binder-examples" not in str(page), f"{name}: thebe's configuration names its sample repository"
+        assert page.select_one("a[href^='https://github.com/']"), f"{name}: no link to the book's repository"

@@ -6,6 +6,10 @@ number that matches nothing in the paper, so figure numbering is turned off here
 on by default). The stylesheet ``_static/ncbook.css`` beside this folder pads table cells, lets wide
 tables scroll inside the page and keeps prose at a readable width; the script ``_static/ncbook.js``
 left-aligns the columns of tables that hold words rather than numbers.
+
+Nothing on a page runs on Binder (the notebooks are rerun in Jupyter from a clone), so the script configuring
+thebe for Binder that ``sphinx_thebe`` (loaded by Jupyter Book) appends to every page is not written: without a
+thebe repository it would point at the extension's sample repository.
 """
 
 from __future__ import annotations
@@ -30,8 +34,17 @@ def _drop_figure_numbers(app, env):
     return []
 
 
+def _no_thebe_config(app) -> None:
+    """Disconnect ``sphinx_thebe``'s handler that appends the Binder configuration script to every page."""
+    for listener in list(app.events.listeners.get("doctree-resolved", ())):
+        handler = listener.handler
+        if getattr(handler, "__module__", "") == "sphinx_thebe" and handler.__name__ == "update_thebe_context":
+            app.disconnect(listener.id)
+
+
 def setup(app):
     app.connect("config-inited", _config_inited)
+    app.connect("builder-inited", _no_thebe_config)
     app.connect("env-get-updated", _drop_figure_numbers, priority=900)
     app.add_css_file("ncbook.css")
     app.add_js_file("ncbook.js")

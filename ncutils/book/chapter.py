@@ -31,7 +31,10 @@ from ncutils.book.engine.compute import Context
 from ncutils.book.engine.store import FRESH_ENV, Store, atomic_write, to_jsonable
 from ncutils.book.engine.units import Unit, canonical
 
-__all__ = ["FRESH_ENV", "Chapter"]
+__all__ = ["FRESH_ENV", "STORE_ENV", "Chapter", "default_store"]
+
+#: A notebook run without the runner (in Jupyter) reads and writes this store when the variable is set.
+STORE_ENV = "NCUTILS_STORE"
 
 
 class Chapter:
@@ -41,15 +44,19 @@ class Chapter:
                  changes: Mapping[str, Any] | None = None, runner: Mapping[str, Any] | None = None):
         self.number = number
         self.settings = settings_.resolve(number, profile, changes)
-        self.run = settings_.Run(**settings_.checked(settings_.Run, dict(runner or {}), "runner"))
+        self.interactive = not runner  # opened in Jupyter (the runner always passes its settings)
+        run = settings_.Run(**settings_.checked(settings_.Run, dict(runner or {}), "runner"))
+        self.run = replace(run, progress=True) if self.interactive else run
         self.changed = settings_.changed(self.settings)
         self.profile = grids.profile_of(self.settings)
         self.grid = grids.grid(number, self.settings, dry_run=self.run.dry_run)
         r = self.run
         fresh = None if r.reuse_results else float(os.environ.get(FRESH_ENV, time.time()))
-        store = r.store_dir or str(settings_.find_root() / "_build" / "store")
+        store = r.store_dir or str(default_store())
         self.ctx = Context(Store(store, fresh_since=fresh), device=r.device, data_root=r.data_root,
                            progress=r.progress, compute_missing=r.compute_missing)
+        if self.interactive:
+            print(self.where())
         self.path = Path(r.results_path) if r.results_path else None
         self._record: dict[str, Any] = {
             "meta": {"chapter": number, "profile": self.settings.profile, "dry_run": r.dry_run or False,
@@ -132,7 +139,8 @@ class Chapter:
 
     # ---- text
     def findings(self) -> str:
-        """What the chapter found, in one sentence built from its verdicts (Markdown), for its opening summary."""
+        """What the chapter found, for the box at its top (MyST Markdown): each of its verdicts as a badge and the
+        claim in one plain sentence, linking to where the chapter states the claim."""
         from ncutils.book.pages.claims import findings
 
         return findings(self._record["results"].get("verdicts") or [])
@@ -155,12 +163,47 @@ class Chapter:
 
     def note(self, details: str = "") -> None:
         """Show the note opening the chapter: the scale it was computed at, the settings this run changed from the
-        profile's, and a dry run's warning (displayed wherever in its cell the call stands)."""
-        from IPython.display import display
+        profile's, a dry run's warning, and the folded "Rerun this chapter" box (displayed wherever in its cell the
+        call stands)."""
+        from IPython.display import Markdown, display
 
+        from ncutils.book.pages.rerun import rerun_box
         from ncutils.book.plotting import scale_note
 
         display(scale_note(self.profile, details, dry_run=self.run.dry_run or False, overrides=self.changed))
+        display(Markdown(rerun_box(self.number, self.settings, _notebook_name(self.number))))
+
+    def where(self) -> str:
+        """One line for an interactive run: the store this chapter reads and writes, and how many of its units
+        (source models included) are already there, so the reader knows what Run All will compute."""
+        units = grids.all_units(self.grid)
+        stored = sum(u in self.ctx.store for u in units)
+        missing = len(units) - stored
+        todo = ("nothing to compute: every result is read from it" if not missing else
+                f"{missing} will be computed here and stored (python -m ncutils.book --only {self.number} computes "
+                "them in parallel)")
+        return (f"Chapter {self.number} ({self.settings.profile} profile): {stored} of {len(units)} units stored in "
+                f"{self.ctx.store.root}; {todo}.")
+
+
+def default_store() -> Path:
+    """The store a chapter uses when the runner names none: ``$NCUTILS_STORE``, else the repository's
+    ``_build/store`` (the one ``python -m ncutils.book`` fills), found from the current folder or from where
+    ``ncutils`` is installed; outside any checkout of the book, ``~/.cache/ncbook/store``."""
+    if os.environ.get(STORE_ENV):
+        return Path(os.environ[STORE_ENV]).expanduser()
+    try:
+        return settings_.find_root() / "_build" / "store"
+    except SystemExit:
+        return Path.home() / ".cache" / "ncbook" / "store"
+
+
+def _notebook_name(number: int) -> str:
+    try:
+        found = sorted((settings_.find_root() / "book").glob(f"{number:02d}_*.ipynb"))
+    except SystemExit:
+        found = []
+    return f"book/{found[0].name}" if found else f"chapter {number}'s notebook"
 
 
 def _label(k: Any) -> str:

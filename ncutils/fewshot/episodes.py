@@ -216,7 +216,7 @@ def evaluate_episodes(
     max_iter: int = 1000,
     compute_nc1: bool = True,
 ) -> dict[str, Any]:
-    """Few-shot accuracy of a linear classifier fitted per episode, and the NC1 of its queries.
+    r"""Few-shot accuracy of a linear classifier fitted per episode, and the NC1 of its queries.
 
     For every episode, scikit-learn's multinomial ``LogisticRegression`` (L2 penalty ``C``,
     lbfgs, as Tian et al.) is fitted on the support embeddings and scored on the query
@@ -236,8 +236,8 @@ def evaluate_episodes(
     Returns
     -------
     dict
-        ``accuracy`` (mean, percent), ``ci95`` (``1.96 * std / sqrt(episodes)``, percent, with the
-        sample standard deviation over episodes), ``std``, ``accuracies`` (per episode),
+        ``accuracy`` (mean, percent), ``ci95`` (:math:`1.96 \, \mathrm{std} / \sqrt{\mathrm{episodes}}`,
+        percent, with the sample standard deviation over episodes), ``std``, ``accuracies`` (per episode),
         ``nc1`` (mean over episodes) and ``nc1_per_episode`` (absent without ``compute_nc1``),
         ``episodes``, ``n_way``, ``k_shot``, ``n_query``.
     """

@@ -27,12 +27,12 @@ def pgd_attack(
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     random_start: bool = True,
 ) -> torch.Tensor:
-    """l-infinity projected gradient ascent on the loss (Madry et al. 2018), as used for Fig. 4.
+    r"""l-infinity projected gradient ascent on the loss (Madry et al. 2018), as used for Fig. 4.
 
     Starting from ``x`` (plus uniform noise in the ball when ``random_start``), takes ``steps``
     signed-gradient steps of ``step_size`` (default ``2.5 * eps / steps``) and projects back onto
-    ``{x' : ||x' - x||_inf <= eps, 0 <= x' <= 1}``. The model sees pixel-space inputs, so it must
-    normalise them itself (:class:`~ncutils.pretrain.networks.Normalize`). It runs in eval mode
+    :math:`\{x' : \lVert x' - x \rVert_\infty \le \varepsilon,\ 0 \le x' \le 1\}`. The model sees pixel-space inputs,
+    so it must normalise them itself (:class:`~ncutils.pretrain.networks.Normalize`). It runs in eval mode
     (BatchNorm statistics are not updated by the attack) and the training flags of its modules
     are restored afterwards.
 

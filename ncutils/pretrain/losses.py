@@ -23,14 +23,16 @@ def ce_loss(outputs: torch.Tensor, labels: torch.Tensor, *, label_smoothing: flo
 def mse_loss(
     outputs: torch.Tensor, labels: torch.Tensor, *, scale: float = 1.0, weight: float = 1.0
 ) -> torch.Tensor:
-    """Square loss on one-hot targets, with the rescaling of Hui & Belkin (2020).
+    r"""Square loss on one-hot targets, with the rescaling of Hui & Belkin (2020).
 
-    For a sample of class ``c`` with outputs ``f`` in ``K`` classes the loss is
+    For a sample of class :math:`c` with outputs :math:`f` in :math:`K` classes the loss is
 
-        ``(1/K) [ weight * (f_c - scale)^2 + sum_{i != c} f_i^2 ]``,
+    .. math::
 
-    averaged over the batch. ``scale`` is their target magnitude ``M`` and ``weight`` their
-    weight ``k`` of the true-class term; ``scale = weight = 1`` (the default) is the plain MSE
+        \frac{1}{K} \Bigl[ k \, (f_c - M)^2 + \sum_{i \ne c} f_i^2 \Bigr],
+
+    averaged over the batch. ``scale`` is their target magnitude :math:`M` and ``weight`` their
+    weight :math:`k` of the true-class term; ``scale = weight = 1`` (the default) is the plain MSE
     against one-hot targets, equal to ``F.mse_loss(outputs, one_hot(labels))`` (Table 1's "MSE").
     """
     if outputs.ndim != 2:
@@ -43,16 +45,19 @@ def mse_loss(
 
 
 def supcon_loss(features: torch.Tensor, labels: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
-    """Supervised contrastive loss ``L_out`` of Khosla et al. (2020, Eq. 2).
+    r"""Supervised contrastive loss :math:`\mathcal{L}^\text{sup}_\text{out}` of Khosla et al. (2020, Eq. 2).
 
-    Every view of every sample is an anchor ``i``. With ``z`` the L2-normalised embeddings,
-    ``A(i)`` all other views in the batch and ``P(i)`` those of the same label (including the
-    other views of the same image),
+    Every view of every sample is an anchor :math:`i`. With :math:`z` the L2-normalised embeddings,
+    :math:`A(i)` all other views in the batch, :math:`P(i)` those of the same label (including the
+    other views of the same image) and :math:`\tau` the ``temperature``,
 
-        ``L = mean_i  -1/|P(i)| sum_{p in P(i)} log( exp(z_i.z_p / t) / sum_{a in A(i)} exp(z_i.z_a / t) )``.
+    .. math::
+
+        \mathcal{L} = \operatorname{mean}_i \; \frac{-1}{\lvert P(i) \rvert} \sum_{p \in P(i)}
+        \log \frac{\exp(z_i \cdot z_p / \tau)}{\sum_{a \in A(i)} \exp(z_i \cdot z_a / \tau)}.
 
     Anchors without positives (possible only with one view) are left out of the mean. The
-    reference implementation's extra factor ``t / 0.07`` is not applied.
+    reference implementation's extra factor :math:`\tau / 0.07` is not applied.
 
     Parameters
     ----------

@@ -74,17 +74,19 @@ def _leep_from(P: np.ndarray, y: np.ndarray, K: int) -> float:
 
 
 def leep(probabilities: ArrayLike, labels: ArrayLike) -> float:
-    """LEEP, the log expected empirical prediction (Nguyen et al., ICML 2020, Eq. 2).
+    r"""LEEP, the log expected empirical prediction (Nguyen et al., ICML 2020, Eq. 2).
 
-    With ``theta(x_i)`` the source classifier's softmax output on target sample ``x_i``, the
-    empirical joint ``P(y, z) = (1/N) sum_{i: y_i = y} theta(x_i)_z``, ``P(z) = sum_y P(y, z)`` and
-    ``P(y | z) = P(y, z) / P(z)``,
+    With :math:`\theta(x_i)` the source classifier's softmax output on target sample :math:`x_i`,
+    the empirical joint :math:`P(y, z) = \frac{1}{N} \sum_{i: y_i = y} \theta(x_i)_z`,
+    :math:`P(z) = \sum_y P(y, z)` and :math:`P(y \mid z) = P(y, z) / P(z)`,
 
-        LEEP = (1/N) sum_i log sum_z P(y_i | z) theta(x_i)_z .
+    .. math::
+
+        \mathrm{LEEP} = \frac{1}{N} \sum_i \log \sum_z P(y_i \mid z) \, \theta(x_i)_z.
 
     As the paper and the reference implementations (tllib's ``log_expected_empirical_prediction``,
     google-research ``stable_transfer/transferability/leep.py``), including the log; source classes
-    with ``P(z) = 0`` contribute nothing (``divide_no_nan`` as in stable_transfer).
+    with :math:`P(z) = 0` contribute nothing (``divide_no_nan`` as in stable_transfer).
 
     Parameters
     ----------
@@ -113,13 +115,17 @@ def leep(probabilities: ArrayLike, labels: ArrayLike) -> float:
 
 
 def nce(source_labels: ArrayLike, labels: ArrayLike) -> float:
-    """NCE, the negative conditional entropy ``-H(Y | Z)`` (Tran et al., ICCV 2019).
+    r"""NCE, the negative conditional entropy :math:`-H(Y \mid Z)` (Tran et al., ICCV 2019).
 
-    ``Z`` are the source classifier's predicted classes (argmax of its outputs) on the target
-    samples and ``Y`` the target labels. As tllib's ``negative_conditional_entropy``: the joint
-    ``P(y, z)`` is the table of counts divided by ``N`` (no smoothing), source classes never
-    predicted are left out, and ``1e-20`` is added to ``P(y | z)`` inside the logarithm only
-    (to avoid ``log 0``), so ``-H(Y | Z) = sum_z P(z) sum_y P(y | z) log P(y | z)``.
+    :math:`Z` are the source classifier's predicted classes (argmax of its outputs) on the target
+    samples and :math:`Y` the target labels. As tllib's ``negative_conditional_entropy``: the joint
+    :math:`P(y, z)` is the table of counts divided by :math:`N` (no smoothing), source classes never
+    predicted are left out, and :math:`10^{-20}` is added to :math:`P(y \mid z)` inside the logarithm
+    only (to avoid :math:`\log 0`), so
+
+    .. math::
+
+        -H(Y \mid Z) = \sum_z P(z) \sum_y P(y \mid z) \log P(y \mid z).
 
     Parameters
     ----------
@@ -306,22 +312,23 @@ def _softmax(S: np.ndarray) -> np.ndarray:
 
 
 def sfda(features: ArrayLike, labels: ArrayLike) -> float:
-    """SFDA, Self-challenging Fisher Discriminant Analysis (Shao et al., ECCV 2022).
+    r"""SFDA, Self-challenging Fisher Discriminant Analysis (Shao et al., ECCV 2022).
 
     As ``SFDA_Score`` of TencentARC/SFDA (``metrics.py``) with its defaults:
 
     1. a regularised Fisher discriminant (``SFDA()``): within scatter
-       ``S_w = sum_k (n_k / N) Cov_k`` (biased class covariances), shrinkage
-       ``lambda = max(exp(-5 a), 1e-10)`` with ``a`` the largest eigenvalue of ``S_w`` estimated by 3
-       steps of power iteration from ``S_w 1`` (``iterative_A``), ``S_w`` shrunk to
-       ``(1 - lambda) S_w + lambda (tr S_w / d) I``; class scores ``h W^T + b`` with
-       ``W = M (shrunk S_w)^-1`` and ``b_k = -mu_k W_k^T / 2 + log(n_k / N)``, and their softmax
-       ``p(y | h)`` (the reference obtains ``W`` from the generalised eigenvectors ``V`` of the between
-       and the shrunk within scatter as ``M V V^T``; keeping all of them, ``V V^T`` is the inverse of
-       the shrunk within scatter, which is what is computed here);
-    2. the probabilities are softened by a second softmax (``exp(p) / sum exp(p)``);
-    3. ConfMix: each sample becomes ``p h + (1 - p) mu'_k``, with ``p`` its softened probability of
-       its own class ``k`` and ``mu'_k`` the mean of the other classes' means;
+       :math:`S_w = \sum_k (n_k / N) \operatorname{Cov}_k` (biased class covariances), shrinkage
+       :math:`\lambda = \max(e^{-5 a}, 10^{-10})` with :math:`a` the largest eigenvalue of :math:`S_w`
+       estimated by 3 steps of power iteration from :math:`S_w \mathbf{1}` (``iterative_A``),
+       :math:`S_w` shrunk to :math:`\tilde S_w = (1 - \lambda) S_w + \lambda (\operatorname{tr} S_w / d) I`;
+       class scores :math:`h W^\top + b` with :math:`W = M \tilde S_w^{-1}` and
+       :math:`b_k = -\mu_k W_k^\top / 2 + \log(n_k / N)`, and their softmax :math:`p(y \mid h)` (the
+       reference obtains :math:`W` from the generalised eigenvectors :math:`V` of the between and the
+       shrunk within scatter as :math:`M V V^\top`; keeping all of them, :math:`V V^\top` is the
+       inverse of the shrunk within scatter, which is what is computed here);
+    2. the probabilities are softened by a second softmax (:math:`e^{p} / \sum e^{p}`);
+    3. ConfMix: each sample becomes :math:`p h + (1 - p) \mu'_k`, with :math:`p` its softened
+       probability of its own class :math:`k` and :math:`\mu'_k` the mean of the other classes' means;
     4. the discriminant of step 1 is fitted again on the mixed features with the same shrinkage,
        and the score is the mean probability of the true class on the mixed features (no log,
        as in the reference).
@@ -359,20 +366,24 @@ def sfda(features: ArrayLike, labels: ArrayLike) -> float:
 
 # --------------------------------------------------------------------------- GBC
 def gbc(features: ArrayLike, labels: ArrayLike) -> float:
-    """GBC, the Gaussian Bhattacharyya coefficient (Pandy et al., CVPR 2022).
+    r"""GBC, the Gaussian Bhattacharyya coefficient (Pandy et al., CVPR 2022).
 
     As google-research ``stable_transfer/transferability/gbc.py`` with the experiment defaults of
     ``config_transferability_*.py`` (``gaussian_type = "spherical"``, ``pca_reduction = 64``): the
     features are reduced by ``PCA(n_components=min(64, N, d), svd_solver="full")``; each class
-    ``k`` is a spherical Gaussian with the class mean ``mu_k`` and the variance ``s_k``, the mean
-    over dimensions of the per-dimension (biased) variances floored at ``1e-4``; between classes
+    :math:`k` is a spherical Gaussian with the class mean :math:`\mu_k` and the variance :math:`s_k`,
+    the mean over dimensions of the per-dimension (biased) variances floored at :math:`10^{-4}`;
+    between classes
 
-        BD(i, j) = ||mu_i - mu_j||^2 / (8 s) + (1/2) (log s - (log s_i + log s_j) / 2),
-        s = (s_i + s_j) / 2,
+    .. math::
+
+        \mathrm{BD}(i, j) = \frac{\lVert \mu_i - \mu_j \rVert^2}{8 s}
+        + \frac{1}{2} \Bigl(\log s - \frac{\log s_i + \log s_j}{2}\Bigr),
+        \qquad s = \frac{s_i + s_j}{2},
 
     exactly as the reference computes it (its log term is that of one dimension: it sums the log
-    of the scalar spherical variance without the factor ``d`` of the textbook distance between
-    isotropic Gaussians), and ``GBC = -sum_{i != j} exp(-BD(i, j))`` over ordered pairs. The
+    of the scalar spherical variance without the factor :math:`d` of the textbook distance between
+    isotropic Gaussians), and :math:`\mathrm{GBC} = -\sum_{i \ne j} \exp(-\mathrm{BD}(i, j))` over ordered pairs. The
     reference casts the PCA output to float32; here everything is float64.
 
     Parameters
@@ -417,16 +428,19 @@ def _coding_rate(Z: np.ndarray, eps: float) -> float:
 
 
 def transrate(features: ArrayLike, labels: ArrayLike, *, eps: float = _TRANSRATE_EPS) -> float:
-    """TransRate (Huang et al., ICML 2022): coding rate of the features minus the mean per-class rate.
+    r"""TransRate (Huang et al., ICML 2022): coding rate of the features minus the mean per-class rate.
 
     As tllib's ``transrate`` (``tllib/ranking/transrate.py``, ``eps = 1e-4``): the features are
-    centred at their mean (once, over all samples), ``R(Z) = (1/2) log det(I + Z^T Z / (n eps))``
-    for ``n`` rows ``Z``, and
+    centred at their mean (once, over all samples),
+    :math:`R(Z) = \frac{1}{2} \log\det\bigl(I + Z^\top Z / (n \varepsilon)\bigr)` for :math:`n` rows
+    :math:`Z`, and
 
-        TransRate = R(Z) - (1/K) sum_k R(Z_k),
+    .. math::
 
-    with ``Z_k`` the (globally centred) rows of class ``k``. The log-determinants are taken on the
-    smaller of ``Z^T Z`` and ``Z Z^T`` (equal by Sylvester's determinant identity).
+        \mathrm{TransRate} = R(Z) - \frac{1}{K} \sum_k R(Z_k),
+
+    with :math:`Z_k` the (globally centred) rows of class :math:`k`. The log-determinants are taken
+    on the smaller of :math:`Z^\top Z` and :math:`Z Z^\top` (equal by Sylvester's determinant identity).
 
     Parameters
     ----------

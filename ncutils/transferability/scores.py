@@ -89,7 +89,7 @@ def _nuclear_norm(A: np.ndarray) -> float:
 def ncti_components(
     features: ArrayLike, labels: ArrayLike, *, pca_components: int = _PCA_COMPONENTS
 ) -> tuple[float, float, float]:
-    """The three raw NCTI terms ``(S_seli, S_ncc, S_vc)`` of one model's features.
+    r"""The three raw NCTI terms :math:`(S_\text{seli}, S_\text{ncc}, S_\text{vc})` of one model's features.
 
     Parameters
     ----------
@@ -103,8 +103,9 @@ def ncti_components(
     Returns
     -------
     (float, float, float)
-        ``S_seli`` (nuclear norm of the centred LDA projections, >= 0), ``S_ncc`` (mean posterior
-        of the true class, in ``[0, 1]``) and ``S_vc`` (log of the summed class-wise nuclear
+        :math:`S_\text{seli}` (nuclear norm of the centred LDA projections, :math:`\ge 0`),
+        :math:`S_\text{ncc}` (mean posterior of the true class, in :math:`[0, 1]`) and
+        :math:`S_\text{vc}` (log of the summed class-wise nuclear
         norms of the posteriors). Combine several models' terms with :func:`ncti`.
 
     Notes
@@ -144,9 +145,9 @@ def _check_terms(terms: Sequence[str]) -> tuple[str, ...]:
 def normalize_components(
     components_by_model: Mapping[str, Sequence[float]],
 ) -> dict[str, dict[str, float]]:
-    """Min-max normalise each NCTI term over the candidate models.
+    r"""Min-max normalise each NCTI term over the candidate models.
 
-    Each term ``t`` becomes ``(t - min_m t) / (max_m t - min_m t)`` in ``[0, 1]``; a term on
+    Each term :math:`t` becomes :math:`(t - \min_m t) / (\max_m t - \min_m t)` in :math:`[0, 1]`; a term on
     which all models agree carries no ranking information and becomes 0 for every model.
 
     Parameters
@@ -188,7 +189,7 @@ def normalize_components(
 def ncti(
     components_by_model: Mapping[str, Sequence[float]], *, terms: Sequence[str] = NCTI_TERMS
 ) -> dict[str, float]:
-    """NCTI score of each candidate model: ``seli + ncc - vc`` after min-max normalisation.
+    r"""NCTI score of each candidate model: :math:`S_\text{seli} + S_\text{ncc} - S_\text{vc}`, min-max normalised.
 
     Parameters
     ----------
@@ -265,13 +266,14 @@ def _logme_target(sigma: np.ndarray, x: np.ndarray, t2: float, n: int, d: int, m
 
 
 def logme(features: ArrayLike, labels: ArrayLike, *, max_iter: int = 1000, tol: float = 1e-7) -> float:
-    """LogME (You et al., ICML 2021): average maximum log evidence of linear models on the features.
+    r"""LogME (You et al., ICML 2021): average maximum log evidence of linear models on the features.
 
-    For each class ``c`` the one-vs-rest target ``t = 1[y = c]`` is modelled as
-    ``t = X w + noise`` with ``w ~ N(0, alpha^-1 I)`` and noise ``N(0, beta^-1 I)``; the log
-    marginal likelihood ``log p(t | X, alpha, beta)`` is maximised over ``(alpha, beta)`` by the
-    fixed-point iteration of You et al. (JMLR 2022, Algorithm 2) on the singular values of ``X``,
-    divided by ``N`` and averaged over the classes.
+    For each class :math:`c` the one-vs-rest target :math:`t = \mathbb{1}[y = c]` is modelled as
+    :math:`t = X w + \varepsilon` with :math:`w \sim \mathcal{N}(0, \alpha^{-1} I)` and noise
+    :math:`\varepsilon \sim \mathcal{N}(0, \beta^{-1} I)`; the log marginal likelihood
+    :math:`\log p(t \mid X, \alpha, \beta)` is maximised over :math:`(\alpha, \beta)` by the
+    fixed-point iteration of You et al. (JMLR 2022, Algorithm 2) on the singular values of :math:`X`,
+    divided by :math:`N` and averaged over the classes.
 
     Parameters
     ----------
@@ -280,11 +282,11 @@ def logme(features: ArrayLike, labels: ArrayLike, *, max_iter: int = 1000, tol: 
     labels : (N,) integer tensor or array
         Any integer labels, at least 2 classes.
     max_iter, tol : int, float
-        At most ``max_iter`` fixed-point steps, stopping once ``alpha / beta`` changes by at most
-        ``tol`` relatively. Each step costs ``O(min(N, d))``, so the defaults run to convergence;
+        At most ``max_iter`` fixed-point steps, stopping once :math:`\alpha / \beta` changes by at most
+        ``tol`` relatively. Each step costs :math:`O(\min(N, d))`, so the defaults run to convergence;
         the reference implementation (thuml/LogME) stops after at most 11 steps with ``tol=1e-3``
         and adds ``1e-5`` to the denominators of the updates, so its values can differ from the
-        maximum evidence computed here: by little when ``N > d``, while for ``N < d`` its default
+        maximum evidence computed here: by little when :math:`N > d`, while for :math:`N < d` its default
         fixed-point code is off (thuml/LogME issue 23) and this function is the exact maximum.
 
     Returns
@@ -295,7 +297,7 @@ def logme(features: ArrayLike, labels: ArrayLike, *, max_iter: int = 1000, tol: 
     Raises
     ------
     ValueError
-        For NaN/inf features, fewer than 2 classes, or ``N <= K`` (with at most one sample per
+        For NaN/inf features, fewer than 2 classes, or :math:`N \le K` (with at most one sample per
         class the evidence says nothing about the features).
     """
     X, y, K = _prepare(features, labels, "LogME", more_samples_than_classes=True)
@@ -312,13 +314,19 @@ def logme(features: ArrayLike, labels: ArrayLike, *, max_iter: int = 1000, tol: 
 
 
 def hscore(features: ArrayLike, labels: ArrayLike, *, rtol: float | None = None) -> float:
-    """H-score (Bao et al., ICIP 2019): ``tr(cov(f)^+ cov(E[f | y]))``.
+    r"""H-score (Bao et al., ICIP 2019).
 
-    ``cov(f)`` is the covariance of the features and ``cov(E[f | y])`` that of the features
-    replaced by their class means (weighted by the class frequencies). Both use the same
-    normalisation, which cancels: with the centred features ``F = U S V^T`` the score equals
-    ``sum_k ||U^T 1_k||^2 / n_k``, the energy of the class indicators ``1_k`` inside the span
-    of the centred features, which is how it is computed (exactly, without a ``d x d`` inverse).
+    .. math::
+
+        \operatorname{tr}\bigl(\operatorname{cov}(f)^\dagger \operatorname{cov}(\mathbb{E}[f \mid y])\bigr)
+
+    :math:`\operatorname{cov}(f)` is the covariance of the features and
+    :math:`\operatorname{cov}(\mathbb{E}[f \mid y])` that of the features replaced by their class
+    means (weighted by the class frequencies). Both use the same normalisation, which cancels: with
+    the centred features :math:`F = U S V^\top` the score equals
+    :math:`\sum_k \lVert U^\top \mathbb{1}_k \rVert^2 / n_k`, the energy of the class indicators
+    :math:`\mathbb{1}_k` inside the span of the centred features, which is how it is computed
+    (exactly, without a :math:`d \times d` inverse).
 
     Parameters
     ----------
@@ -326,8 +334,8 @@ def hscore(features: ArrayLike, labels: ArrayLike, *, rtol: float | None = None)
     labels : (N,) integer tensor or array
         Any integer labels, at least 2 classes.
     rtol : float, optional
-        Eigenvalues of ``cov(f)`` up to ``rtol`` times the largest are treated as zero in the
-        pseudo-inverse; default ``min(N, d) * eps`` (close to NumPy's ``pinv`` default).
+        Eigenvalues of :math:`\operatorname{cov}(f)` up to ``rtol`` times the largest are treated as zero
+        in the pseudo-inverse; default :math:`\min(N, d) \, \varepsilon` (close to NumPy's ``pinv`` default).
 
     Returns
     -------
@@ -350,7 +358,7 @@ def hscore(features: ArrayLike, labels: ArrayLike, *, rtol: float | None = None)
 
 
 def nc1_score(features: ArrayLike, labels: ArrayLike) -> float:
-    """``-NC1`` (:func:`ncutils.metrics.nc1`), so that, like the other scores, higher is better."""
+    r""":math:`-\mathrm{NC}_1` (:func:`ncutils.metrics.nc1`), so that, like the other scores, higher is better."""
     return -nc1(check_features(features, name="the -NC1 score"), labels)
 
 

@@ -12,6 +12,7 @@ module              job
 ``rules``           "How the verdicts are decided": each rule's words, digest and calibration
 ``runs``            "About this build": the machine and every chapter's status, time and memory
 ``placeholder``     the page of a chapter not run yet in a profile
+``names``           display names of networks, fine-tuning methods and NCTI's terms
 ==================  ===============================================================================
 
 This ``__init__`` imports nothing.

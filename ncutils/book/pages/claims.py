@@ -4,14 +4,15 @@ rule's digest and revisions; the forest plot (:mod:`ncutils.book.pages.forest`) 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from ncutils.book.pages.forest import finite, forest_plot
-from ncutils.book.verdicts import Check, Verdict
+from ncutils.book.verdicts import Check, Claim, Verdict
 
-__all__ = ["ChapterRecord", "claims_page", "findings"]
+__all__ = ["ChapterRecord", "claim_label", "claims_page", "findings", "gist", "verdict_summary"]
 
 #: A chapter as the page reads it: ``(file stem, title, its record as read from its JSON, or None)``.
 ChapterRecord = tuple[str, str, dict | None]
@@ -175,18 +176,89 @@ def _history(key: str) -> str:
     return "\n".join(out)
 
 
+def gist(text: str) -> str:
+    """A claim's statement as one plain sentence: its first clause (the part before a colon that elaborates it),
+    without a closing parenthetical quotation, ending in a full stop."""
+    head = text.split(": ", 1)[0].strip()
+    head = re.sub(r"\s*\(['\"“‘][^()]*\)\.?$", "", head).rstrip(" .")
+    return head + "."
+
+
+def claim_label(key: str) -> str:
+    """The cross-reference label of claim ``key`` in its chapter: a MyST target ``(claim-<key>)=`` right before the
+    cell that states the claim (``tests/test_pages.py`` checks every chapter notebook carries its claims' labels)."""
+    return f"claim-{key}"
+
+
+def _where(claim: Any) -> str:
+    """Where the paper makes a claim, short enough for a link: its first part and any other part of a few words
+    ("Abstract; Section 3.3; Table 3", not the NCTI write-up's note on how its numbers were obtained)."""
+    first, *more = [part.strip() for part in claim.where.split(";")]
+    return "; ".join([first, *(part for part in more if len(part) <= 40)])
+
+
+def _outcome_marks(outcome: str, regime_met: bool | None) -> str:
+    """A verdict's badge, with the mark "not in the regime" when the run does not meet the claim's precondition."""
+    return _badge(outcome) + (' <span class="regime-not-met">not in the regime</span>' if regime_met is False
+                              else "")
+
+
+def _verdict_line(claim: Any, outcome: str, regime_met: bool | None, link: str) -> str:
+    """One list item of a verdict summary: badge, the claim in one plain sentence, and ``link`` to it."""
+    return f"- {_outcome_marks(outcome, regime_met)} {gist(claim.text)} {link}"
+
+
+def _totals(outcomes: Sequence[str]) -> str:
+    order = ("supported", "not supported", "inconclusive", "not run")
+    return ", ".join(f"{outcomes.count(o)} {o}" for o in order if outcomes.count(o))
+
+
+def verdict_summary(chapters: Sequence[ChapterRecord]) -> str:
+    """The verdicts of the whole build for the top of the book's first page (MyST): the totals, then every claim of
+    :data:`ncutils.book.claims.CLAIMS` in chapter order as a badge and one plain sentence, linking to the claim in
+    its chapter (to the chapter itself when it has no record: a placeholder page has no claim to link to).
+
+    ``chapters``: ``(file stem, title, chapter record or None)`` of every chapter, as for :func:`claims_page`.
+    """
+    from ncutils.book.claims import CLAIMS
+
+    judged = _verdicts(chapters)
+    names = {int(n[:2]): (n, record) for n, _, record in chapters if n[:2].isdigit()}
+    profile = next((r["meta"].get("profile") for _, _, r in chapters if r and r.get("meta")), None)
+    items, outcomes = [], []
+    for claim in CLAIMS.values():
+        name, record = names.get(claim.chapter, (None, None))
+        v = judged.get(claim.key, (None, None))[1]
+        outcome, met = (v.outcome, v.regime_met) if v is not None else ("not run", None)
+        outcomes.append(outcome)
+        where = f"Chapter {claim.chapter}: {_where(claim)}"
+        if record is not None:
+            link = f"({{ref}}`{where} <{claim_label(claim.key)}>`)"
+        else:
+            link = f"([{where}]({name}))" if name else f"({where})"
+        items.append(_verdict_line(claim, outcome, met, link))
+    scale = f" (profile **{profile}**)" if profile else ""
+    dry = any((r or {}).get("meta", {}).get("dry_run") for _, _, r in chapters)
+    lead = (f"**The verdicts of this build**{scale}: {_totals(outcomes)}. Each claim is judged by a rule fixed "
+            "before the numbers; [Claims at a glance](claims) gives each verdict's statistic and interval.")
+    if dry:
+        lead += " This build is a **dry run**: its numbers test no claim, so every verdict is *inconclusive*."
+    return "\n".join([":::{container} verdict-summary", lead, "", *items, ":::", ""])
+
+
 def findings(verdicts: Sequence[Mapping[str, Any]]) -> str:
-    """What a chapter found, in one sentence built from its verdicts (the records of
-    :meth:`ncutils.book.verdicts.Verdict.to_dict`), for the summary at the top of the chapter (Markdown)."""
+    """What a chapter found, for the box at the top of the chapter (MyST): each verdict of its record (the
+    records of :meth:`ncutils.book.verdicts.Verdict.to_dict`) as a badge and the claim in one plain sentence,
+    linking to where the chapter states the claim."""
     if not verdicts:
-        return "It tests no claim of the paper by a rule; the figures and tables below show what it measured."
-    parts = []
-    for v in verdicts:
-        name = v["claim"].get("short") or v["claim"]["where"].split(";")[0]
-        outcome = v["outcome"]
-        if v.get("regime_met") is False:
-            outcome += " (not in the claim's regime)"
-        parts.append(f"{name}: **{outcome}**")
-    if len(verdicts) == 1:
-        return f"It tests one claim of the paper; in this build: {parts[0]}."
-    return f"Of the {len(verdicts)} claims it tests, the verdicts in this build are: " + "; ".join(parts) + "."
+        return ("This chapter tests no claim of the paper by a rule; the figures and tables below show what it "
+                "measured.")
+    items = []
+    for d in verdicts:
+        claim = Claim(**d["claim"])
+        link = f"({{ref}}`{_where(claim)} <{claim_label(claim.key)}>`)"
+        items.append(_verdict_line(claim, d["outcome"], d.get("regime_met"), link))
+    one = len(verdicts) == 1
+    lead = (f"**In this build**, the {'claim' if one else f'{len(verdicts)} claims'} this chapter tests "
+            f"{'is' if one else 'are'} judged: {_totals([d['outcome'] for d in verdicts])}.")
+    return "\n".join([":::{container} verdict-summary", lead, "", *items, ":::", ""])
