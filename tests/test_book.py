@@ -196,7 +196,9 @@ def test_a_changed_parameter_never_returns_old_results(tmp_path):
     try:
         for epochs in (1, 4):
             # a parameter file that names the smoke profile starts from its values
-            profile.write_text(yaml.safe_dump({"profile": "smoke", "ft_epochs": epochs}))
+            # one network and one Fig. 11 size: fewer units, the same question
+            profile.write_text(yaml.safe_dump({"profile": "smoke", "ft_epochs": epochs, "ft_archs": ["resnet18"],
+                                               "ft_sizes": [2], "ft_scarce_seeds": [0]}))
             out = run_book("--profile", str(profile), "--only", "5", "--no-build", "--quiet", "--store", str(store))
             assert out.returncode == 0, out.stdout[-3000:]
             record = json.loads((ROOT / "_build" / label / "src" / "book" / "05_finetuning.json").read_text())

@@ -10,6 +10,7 @@ from pathlib import Path
 import nbformat
 import pytest
 from nbclient import NotebookClient
+from records import without_timings
 
 from ncutils.book.chapter import STORE_ENV, default_store
 
@@ -42,7 +43,8 @@ def run_all_as_jupyter(notebook: Path, store: Path, record: Path, timeout: int =
 @pytest.mark.slow
 def test_run_all_in_jupyter_reuses_the_runners_results(tmp_path):
     """Chapter 1 at the notebook's own defaults (the cpu profile): built by the runner into a store, then run in a
-    Jupyter kernel: nothing is computed or rewritten, and the chapter's units and results equal the book's."""
+    Jupyter kernel: nothing is computed or rewritten, and the chapter's units and results equal the book's. Run
+    again into an empty store, the chapter computes every unit afresh and gets the same numbers (timings aside)."""
     store, label = tmp_path / "store", f"jupyter-{tmp_path.name}"
     params = tmp_path / f"{label}.yaml"
     params.write_text("profile: cpu\n")  # the cpu profile's values, built into its own folder
@@ -69,6 +71,14 @@ def test_run_all_in_jupyter_reuses_the_runners_results(tmp_path):
     # the notebook says which store it reads and that nothing is left to compute
     printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
     assert f"5 of 5 units stored in {store}; nothing to compute" in printed, printed[:2000]
+    # the same chapter computed again from nothing, in another store: two runs, identical numbers
+    again = tmp_path / "again.json"
+    nb = run_all_as_jupyter(ROOT / "book" / "01_nc_metrics.ipynb", tmp_path / "empty", again)
+    fresh = json.loads(again.read_text())
+    records = lambda folder: {p.relative_to(folder) for p in folder.rglob("*.json")}  # noqa: E731
+    assert records(tmp_path / "empty") == records(store)  # every unit computed and stored afresh
+    assert without_timings({k: fresh[k] for k in ("units", "results")}) == \
+        without_timings({k: book_record[k] for k in ("units", "results")})
 
 
 def test_a_notebook_outside_the_repository_finds_the_store_or_says_where(tmp_path, monkeypatch):

@@ -246,6 +246,19 @@ def test_the_estimate_weighs_units_by_planned_cost_not_count():
     assert remaining_seconds({"a": 0.0, "b": 5.0}, {"a": 3.0}) == 5.0  # no planned cost finished: ratio 1
 
 
+def test_the_estimate_corrects_each_kind_by_its_own_finished_units():
+    """A probe finished at a tenth of its plan says nothing about a pre-training unit's error: by kind, the
+    pre-training units left keep the plan's word until one of them finishes."""
+    planned = {"probe-1": 100.0, "probe-2": 100.0, "pretrain-1": 1000.0, "pretrain-2": 1000.0}
+    kind = lambda u: u.split("-")[0]  # noqa: E731
+    pooled = remaining_seconds(planned, {"probe-1": 10.0})
+    by_kind = remaining_seconds(planned, {"probe-1": 10.0}, group=kind)
+    assert pooled == pytest.approx(0.1 * 2100) and by_kind == pytest.approx(10.0 + 2000.0)
+    # one pre-training unit at twice its plan: the other is expected at twice too, the probe at a tenth
+    assert remaining_seconds(planned, {"probe-1": 10.0, "pretrain-1": 2000.0}, group=kind) == pytest.approx(2010.0)
+    assert remaining_seconds(planned, {"probe-1": 10.0}, group=kind, workers=2) == pytest.approx(2010.0 / 2)
+
+
 def test_planned_costs_are_seconds_of_one_cpu_thread():
     """The fan-out's planned costs are nominal seconds (a unit of seconds and one of pixels add up)."""
     from ncutils.book.engine.units import Unit

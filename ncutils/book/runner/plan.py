@@ -15,7 +15,7 @@ import math
 import sys
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -208,7 +208,8 @@ def estimate(u: Unit, timer: _Timer) -> float:
     return 1.0
 
 
-def remaining_seconds(planned: Mapping[Any, float], actual: Mapping[Any, float], *, workers: int = 1) -> float:
+def remaining_seconds(planned: Mapping[Any, float], actual: Mapping[Any, float], *, workers: int = 1,
+                      group: Callable[[Any], Any] | None = None) -> float:
     """Estimated wall-clock seconds left to compute the units of ``planned`` (planned cost of every unit of
     the run, e.g. :func:`estimate` with a :class:`PixelTimer`) of which those in ``actual`` have finished,
     taking the seconds given there.
@@ -217,14 +218,27 @@ def remaining_seconds(planned: Mapping[Any, float], actual: Mapping[Any, float],
     far (1 before any has: the plan is taken at its word), spread over ``workers`` (never more than units
     left). Units weigh by their cost, not their count: ten quick units finished say little about one long
     unit left, and a long unit finished first corrects the estimate of the others.
+
+    With ``group`` (a unit's kind, say), the ratio is taken within each group: the plan's error differs by kind
+    (its per-pixel cost fits one kind better than another), so a group's units left are corrected by the units
+    of that group finished so far, and a group with none finished yet is taken at the plan's word.
     """
     left = [u for u in planned if u not in actual]
     if not left:
         return 0.0
-    done_planned = sum(planned[u] for u in actual if u in planned)
-    done_actual = sum(actual[u] for u in actual if u in planned)
-    ratio = done_actual / done_planned if done_planned > 0 and done_actual > 0 else 1.0
-    return ratio * sum(planned[u] for u in left) / max(1, min(workers, len(left)))
+    key = group or (lambda u: None)
+    done_planned: dict[Any, float] = {}
+    done_actual: dict[Any, float] = {}
+    for u in actual:
+        if u in planned:
+            done_planned[key(u)] = done_planned.get(key(u), 0.0) + planned[u]
+            done_actual[key(u)] = done_actual.get(key(u), 0.0) + actual[u]
+
+    def ratio(g: Any) -> float:
+        p, a = done_planned.get(g, 0.0), done_actual.get(g, 0.0)
+        return a / p if p > 0 and a > 0 else 1.0
+
+    return sum(ratio(key(u)) * planned[u] for u in left) / max(1, min(workers, len(left)))
 
 
 # --------------------------------------------------------------------------- output

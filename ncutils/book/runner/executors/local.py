@@ -134,7 +134,7 @@ def _wait(running, todo, store: Store, *, workers: int, poll_s: float, progress:
             if progress:
                 _read_finished(store, todo, finished)
                 bar.n = len(finished)
-                left = remaining_seconds(planned, finished, workers=workers)
+                left = remaining_seconds(planned, finished, workers=workers, group=lambda u: u.kind)
                 bar.set_postfix_str(f"~{fmt_seconds(left)} left", refresh=False)
                 bar.refresh()
             if done:
