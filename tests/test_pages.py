@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import matplotlib
+import matplotlib.pyplot as plt
 import pytest
 
 matplotlib.use("Agg")
@@ -72,10 +73,11 @@ def _chapters(site: Path):
 # --------------------------------------------------------------------------- without a build
 def test_the_overlap_check_finds_colliding_panel_titles():
     plotting.style()
-    fig, axes = plotting.figure(2, width=1.2)
-    axes[0].set_title("a long panel title that runs on")
+    fig, axes = plotting.figure(3, layout=None)  # constrained layout would squeeze the panels apart
+    axes[0].set_title("a long panel title that runs on and on and on")
     axes[1].set_title("and another one beside it")
-    assert ("a long panel title that runs on", "and another one beside it") in plotting.text_overlaps(fig)
+    assert ("a long panel title that runs on and on and on", "and another one beside it") in \
+        plotting.text_overlaps(fig)
     fig, axes = plotting.figure(2)
     for ax, title in zip(axes, ("NC1", "rank")):
         ax.loglog([1, 2, 5], [1, 3, 4])
@@ -96,10 +98,31 @@ def test_ticks_a_chapter_sets_on_a_log_axis_stay():
     assert not any(t.get_text() for t in axes[0].get_xminorticklabels())
 
 
-def test_figures_fit_the_column():
-    fig, axes = plotting.figure(5, width=3.0)
-    assert len(axes) == 5 and fig.get_figwidth() <= plotting.COLUMN_WIDTH + 1e-9
+def _png_width(png: bytes) -> int:
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    return int.from_bytes(png[16:20], "big")
+
+
+def test_every_figure_is_drawn_at_the_columns_width():
+    from matplotlib.figure import Figure
+
+    column_px = round(plotting.COLUMN_WIDTH * plotting.DPI)
+    fig, axes = plotting.figure(5)
+    assert len(axes) == 5 and fig.get_figwidth() == plotting.COLUMN_WIDTH
     assert len(fig.axes) == 5  # the sixth slot of the wrapped 2 x 3 grid is removed
+    assert _png_width(plotting.column_png(fig)) == column_px
+    narrow = Figure(figsize=(3.0, 2.0))  # a diagram narrower than the column: centred, not enlarged
+    narrow.add_subplot().set_title("narrow")
+    assert _png_width(plotting.column_png(narrow)) == column_px
+    wide, ax = plt.subplots(figsize=(11.0, 2.0), layout="constrained")  # wider: its panels narrow, not its text
+    ax.set_xlabel("a label", fontsize=9)
+    assert _png_width(plotting.column_png(wide)) == column_px
+    assert wide.get_figwidth() < plotting.COLUMN_WIDTH + 0.1 and ax.xaxis.label.get_fontsize() == 9
+    too_long, ax = plt.subplots(layout="constrained")
+    ax.set_xlabel("a label far longer than the column can hold " * 3)
+    with pytest.raises(ValueError, match="wrap its longest label"):
+        plotting.column_png(too_long)
+    plt.close("all")
 
 
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
@@ -189,6 +212,11 @@ def test_the_stylesheet_fixes_the_layout():
     assert ".bd-header .navbar-persistent--container" in css, "the header repeats the sidebar's search box"
     assert re.search(r"\.cell_output table th, \.cell_output table td \{ white-space: normal;", css), \
         "table cells do not wrap: wide tables run past the column"
+    assert re.search(r"\.bd-article figure img \{ width: 100%;", css), \
+        "figures are not all shown at the column's width: their type sizes differ"
+    caption = re.search(r"figure figcaption p \{([^}]*)\}", css)
+    assert caption and "color: #1f2328" in caption.group(1) and "font-weight: 400" in caption.group(1), \
+        "captions are light: the theme draws them muted and thin"
 
 
 def test_the_book_links_to_its_repository_and_launches_nothing():
@@ -226,6 +254,48 @@ def test_no_figure_has_overlapping_texts(site):
                 png = meta.get("image/png", {})
                 assert "ncbook_overlaps" in png, f"{nb.stem}: figure {name} was not glued by plotting.glue_figure"
                 assert not png["ncbook_overlaps"], f"{nb.stem}: figure {name}: texts overlap: {png['ncbook_overlaps']}"
+
+
+#: A figure's alt text says what it shows: a sentence, not a file name.
+FILE_LIKE = re.compile(r"(?:/|\.png\b|^[0-9a-f]{16,})")
+
+
+def test_every_figure_is_column_wide_with_alt_text_that_describes_it(site):
+    column_px = round(plotting.COLUMN_WIDTH * plotting.DPI)
+    for name, page in [*_chapters(site), ("claims", _page(site, "claims"))]:
+        images = page.select("figure img")
+        assert images or name == "claims", f"{name}: no figure"
+        for img in images:
+            path = (site / img["src"]).resolve()
+            width = _png_width(path.read_bytes())
+            assert width == column_px, f"{name}: {img['src']} is {width} px wide, not the column's {column_px}"
+            alt = " ".join(img.get("alt", "").split())
+            assert len(alt.split()) >= 8 and not FILE_LIKE.search(alt), \
+                f"{name}: figure {img['src']} has alt text {alt[:60]!r}: say what the figure shows (`:alt:`)"
+
+
+#: A number format written in a chapter: an f-string or str.format spec ({x:.2f}, "{:.3g}", {v:g}), a pandas
+#: rounding or display precision, or a glued number's format in the text ({glue:text}`key:.2f`).
+FORMAT_SPEC = re.compile(r"""\{[^{}\n]*:[<>^=+\- #0]*\d*[,_]?(?:\.\d+)?[fFgGeE%]\}|\.round\(|float_format|precision=|"""
+                         r"""\{glue:text\}`[^`]*:[^`]*`|na_rep=["']""")
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
+def test_numbers_are_formatted_by_quantity_only(nb):
+    """One format per quantity: a chapter formats a number through ncutils.book.pages.formats (accuracy, collapse,
+    share, correlation, ...), never with a format of its own."""
+    found = [line.strip() for cell in json.loads(nb.read_text())["cells"]
+             for line in "".join(cell["source"]).splitlines() if FORMAT_SPEC.search(line)]
+    assert not found, f"{nb.stem}: number formats of its own (use ncutils.book.pages.formats): {found[:5]}"
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_figure_directive_has_alt_text(nb):
+    for cell in json.loads(nb.read_text())["cells"]:
+        text = "".join(cell["source"])
+        for directive in re.findall(r"```\{glue:figure\}[^\n]*\n(?::[^\n]*\n)*", text):
+            assert re.search(r"^:alt: \S.{40,}$", directive, re.MULTILINE), \
+                f"{nb.stem}: {directive.splitlines()[0]} has no `:alt:` saying what the figure shows"
 
 
 def test_tables_are_padded(site):

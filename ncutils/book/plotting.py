@@ -15,13 +15,13 @@ from IPython.display import Markdown
 
 from ncutils.book.engine import dryrun
 
-__all__ = ["COLUMN_WIDTH", "DPI", "figure", "figure_legend", "glue_figure", "integer_ticks", "legend_outside",
-           "log_major_only", "scale_note", "style", "text_overlaps"]
+__all__ = ["COLUMN_WIDTH", "DPI", "column_png", "figure", "figure_legend", "glue_figure", "integer_ticks",
+           "legend_outside", "log_major_only", "scale_note", "style", "text_overlaps"]
 
 #: Resolution of every figure of the book (the PNG's pixels per inch).
 DPI = 200
-#: The widest figure, in inches, that the page shows at full size: a figure is scaled to the text column
-#: (about 720 px), so at this width 9-pt text stays at least 9 pt on the page.
+#: The width, in inches, of every figure of the book. The page scales each PNG to the text column (756 px at a
+#: 1400-px window), so one width for all means one scale: 9-pt text shows at about 13 px on every figure.
 COLUMN_WIDTH = 7.2
 #: Most panels side by side; more wrap onto further rows.
 MAX_COLUMNS = 3
@@ -37,20 +37,20 @@ def style() -> None:
     })
 
 
-def figure(ncols: int = 1, nrows: int = 1, *, width: float = 3.2, height: float = 2.6, **kw):
-    """``plt.subplots`` sized per panel, in constrained layout; returns ``(fig, axes)`` with axes a flat array.
+def figure(ncols: int = 1, nrows: int = 1, *, height: float = 2.6, **kw):
+    """``plt.subplots`` at the column's width, in constrained layout; returns ``(fig, axes)`` with axes a flat
+    array.
 
-    A figure never gets wider than :data:`COLUMN_WIDTH` (panels narrow to fit, so that text keeps its size on
-    the page), and a single row of more than :data:`MAX_COLUMNS` panels wraps onto further rows (the axes
-    returned are still the ``ncols`` panels, in order).
+    Every figure of the book is :data:`COLUMN_WIDTH` wide: its panels share the column, so that the page shows
+    every figure at one scale and its text at one size (``height`` is a panel's, in inches). A single row of
+    more than :data:`MAX_COLUMNS` panels wraps onto further rows (the axes returned are still the
+    ``ncols * nrows`` panels, in order).
     """
     n = ncols * nrows
     if nrows == 1 and ncols > MAX_COLUMNS:
         ncols, nrows = MAX_COLUMNS, -(-ncols // MAX_COLUMNS)
-    if width * ncols > COLUMN_WIDTH:
-        width = COLUMN_WIDTH / ncols
     kw.setdefault("layout", "constrained")
-    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False, **kw)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(COLUMN_WIDTH, height * nrows), squeeze=False, **kw)
     axes = axes.ravel()
     for ax in axes[n:]:
         fig.delaxes(ax)
@@ -163,25 +163,64 @@ def text_overlaps(fig, *, tolerance: float = 1.0) -> list[tuple[str, str]]:
     return out
 
 
+def column_png(fig, *, dpi: int = DPI, pad: float = 0.05) -> bytes:
+    """``fig`` as a PNG exactly :data:`COLUMN_WIDTH` inches wide (``COLUMN_WIDTH * dpi`` pixels).
+
+    The page scales every figure to the column, so a PNG of any other width would show its text larger or
+    smaller than the others'. A figure in constrained layout is resized until its drawn content (its tight box
+    plus ``pad`` inches) fills the column: its panels grow or shrink, its text keeps its size. Any other figure
+    (a diagram drawn in inches) is centred in the column's width. Raises :class:`ValueError` when a figure cannot
+    fit (a label longer than the column).
+    """
+    import io
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.layout_engine import ConstrainedLayoutEngine
+    from matplotlib.transforms import Bbox
+
+    if not hasattr(fig.canvas, "get_renderer"):  # a bare Figure (the diagrams): draw it with Agg
+        FigureCanvasAgg(fig)
+    # a figure in constrained layout is resized until its content fills the column (its panels grow or shrink,
+    # never its text); a figure drawn in inches (the diagrams) is only centred
+    resizable = isinstance(fig.get_layout_engine(), ConstrainedLayoutEngine)
+    for attempt in range(8):
+        fig.canvas.draw()
+        box = fig.get_tightbbox(fig.canvas.get_renderer())
+        width = box.width + 2 * pad
+        gap = COLUMN_WIDTH - width
+        if (gap >= -1e-6 and (gap < 0.05 or not resizable)) or attempt == 7:
+            break
+        fig_w, fig_h = fig.get_size_inches()
+        if fig_w + gap < 1.0:  # its text alone is wider than the column
+            break
+        fig.set_size_inches(fig_w + gap - (0.02 if gap < 0 else 0), fig_h)
+    if width > COLUMN_WIDTH + 1e-6:
+        raise ValueError(f"a figure {width:.2f} in wide at its narrowest does not fit the column "
+                         f"({COLUMN_WIDTH} in): wrap its longest label or put fewer panels in a row")
+    x0 = box.x0 - pad - (COLUMN_WIDTH - width) / 2
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches=Bbox.from_bounds(x0, box.y0 - pad, COLUMN_WIDTH,
+                                                                          box.height + 2 * pad))
+    return buf.getvalue()
+
+
 def glue_figure(name: str, fig, *, dpi: int = DPI) -> None:
-    """Glue ``fig`` under ``name`` as a PNG (for a ``{glue:figure}`` directive) and close it.
+    """Glue ``fig`` under ``name`` as a PNG at the column's width (:func:`column_png`) for a ``{glue:figure}``
+    directive, and close it.
 
     The PNG is rendered here, so a bare :class:`~matplotlib.figure.Figure` made without pyplot (the
     diagrams of :mod:`ncutils.book.diagrams`) is glued as an image whatever the notebook's backend. The texts
     that overlap (:func:`text_overlaps`) are recorded in the image's metadata (``ncbook_overlaps``), where
     the book's tests look for them.
     """
-    import io
-
     from IPython.display import Image
     from myst_nb import glue
 
     for ax in fig.axes:
         log_major_only(ax)
+    png = column_png(fig, dpi=dpi)
     overlaps = text_overlaps(fig)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
-    glue(name, Image(buf.getvalue(), metadata={"ncbook_overlaps": [list(p) for p in overlaps]}), display=False)
+    glue(name, Image(png, metadata={"ncbook_overlaps": [list(p) for p in overlaps]}), display=False)
     plt.close(fig)
 
 

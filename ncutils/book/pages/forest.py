@@ -7,6 +7,7 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
+from ncutils.book.plotting import COLUMN_WIDTH, DPI, column_png
 from ncutils.book.verdicts import Check
 
 __all__ = ["COLOURS", "finite", "forest_plot", "normalised"]
@@ -38,7 +39,7 @@ def forest_plot(rows: Sequence[tuple[str, str, Check | None, bool]], path: Path)
     from matplotlib.lines import Line2D
 
     lim = 4.0
-    fig = Figure(figsize=(7.2, 0.3 * len(rows) + 1.5), dpi=200, layout="constrained")
+    fig = Figure(figsize=(COLUMN_WIDTH, 0.3 * len(rows) + 1.5), dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     ax.axvspan(-lim - 1, 0, color="0.95", zorder=0)
@@ -64,8 +65,9 @@ def forest_plot(rows: Sequence[tuple[str, str, Check | None, bool]], path: Path)
                     mec=colour, mew=1.5, zorder=3)
     ax.set(yticks=range(len(rows)), yticklabels=[r[0] for r in reversed(rows)], xlim=(-lim - 0.3, lim + 0.3),
            ylim=(-0.7, len(rows) - 0.3),
-           xlabel="estimate − threshold, in units of δ (the smallest effect that matters); right = the predicted "
-           "direction\n(checks without δ: in units of the threshold; bars: 95% intervals, arrows: off the scale)")
+           xlabel="estimate − threshold, in units of δ (the smallest effect that matters);\n"
+           "right = the predicted direction (checks without δ: in units of the threshold;\n"
+           "bars: 95% intervals, arrows: off the scale)")
     ax.grid(axis="y", visible=False)
     ax.tick_params(axis="y", length=0)
     handles = [Line2D([], [], marker="o", ls="-", color=c, label=o) for o, c in COLOURS.items() if o != "not run"]
@@ -73,4 +75,4 @@ def forest_plot(rows: Sequence[tuple[str, str, Check | None, bool]], path: Path)
     handles.append(Line2D([], [], ls="--", color="0.5", label="threshold + δ"))
     fig.legend(handles=handles, loc="outside upper center", ncols=3, frameon=False, fontsize=8)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=200, bbox_inches="tight")
+    path.write_bytes(column_png(fig))
