@@ -266,7 +266,8 @@ class Finetuning(Common):
     ft_weight_decay: dict[str, float] = setting({"resnet": 1e-4, "vit": 1e-4}, "weight decay per family",
                                                 check=NONNEGATIVE)
     ft_batch_size: int = setting(64, "batch size", check=POSITIVE)
-    ft_sizes: list[int] = setting([3, 10, 30], "Fig. 11 (arXiv): samples per class", check=COUNTS,
+    ft_sizes: list[int] = setting([3, 10, 30, 100, 400], "Fig. 11 (arXiv): samples per class, log-spaced up to the "
+                                  "whole training set (400 per class of MNIST-5k)", check=COUNTS,
                                   paper="10, 24, ..., 4898")
     ft_sizes_tmlr: list[int] | None = setting([3, 10, 32], "Fig. 8 (TMLR): samples per class", check=COUNTS,
                                               paper="3, 10, 32, 100, 316")
