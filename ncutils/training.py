@@ -24,7 +24,8 @@ from torch import nn
 
 from ncutils.runtime import autocast, resolve_device, seed_everything
 
-__all__ = ["Checkpoint", "cosine_schedule", "evaluate", "make_schedule", "modes_kept", "seed_epoch", "sgd"]
+__all__ = ["Checkpoint", "cosine_schedule", "evaluate", "make_optimizer", "make_schedule", "modes_kept", "seed_epoch",
+           "sgd"]
 
 
 def sgd(
@@ -41,6 +42,20 @@ def sgd(
     return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
 
 
+def make_optimizer(name: str, params: Iterable[nn.Parameter] | Iterable[dict], lr: float, *, momentum: float = 0.9,
+                   weight_decay: float = 1e-4) -> torch.optim.Optimizer:
+    """The optimiser called ``name``: ``"sgd"`` (:func:`sgd`: the paper's ResNet recipe, with ``momentum``) or
+    ``"adamw"`` (decoupled weight decay, PyTorch's default betas: how ViTs are trained; ``momentum`` unused)."""
+    if name == "sgd":
+        return sgd(params, lr, momentum=momentum, weight_decay=weight_decay)
+    if name == "adamw":
+        params = list(params)
+        if not params:
+            raise ValueError("no trainable parameters: check which parameters have requires_grad=True.")
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    raise ValueError(f"unknown optimizer {name!r}; use 'sgd' or 'adamw'.")
+
+
 def cosine_schedule(
     optimizer: torch.optim.Optimizer, total_steps: int, min_lr: float = 1e-4
 ) -> torch.optim.lr_scheduler.CosineAnnealingLR:
@@ -53,18 +68,29 @@ def make_schedule(optimizer: torch.optim.Optimizer, spec: dict | None, epochs: i
     """The learning-rate schedule described by ``spec``, stepped once per iteration.
 
     ``{"kind": "cosine"}`` (or ``None``): the paper's cosine from the optimiser's rate to ``min_lr``
-    over all iterations (Appendix B). ``{"kind": "step", "milestones": [e1, ...], "gamma": g}``: the rate
-    multiplied by ``g`` at the start of each milestone epoch (the few-shot recipe of Table 2).
+    over all iterations (Appendix B). ``{"kind": "cosine", "warmup_epochs": w}``: a linear warm-up from
+    ``1/(w·steps)`` of the rate to the rate over the first ``w`` epochs, then the cosine over the rest (the
+    ViT recipe). ``{"kind": "step", "milestones": [e1, ...], "gamma": g}``: the rate multiplied by ``g`` at
+    the start of each milestone epoch (the few-shot recipe of Table 2).
     """
     spec = dict(spec or {"kind": "cosine"})
     kind = spec.pop("kind", "cosine")
     if kind == "cosine" and not spec:
         return cosine_schedule(optimizer, epochs * steps_per_epoch, min_lr)
+    if kind == "cosine" and set(spec) == {"warmup_epochs"}:
+        warm = int(spec["warmup_epochs"]) * steps_per_epoch
+        if not 0 < warm < epochs * steps_per_epoch:
+            raise ValueError(f"warmup_epochs must lie in [1, epochs - 1] = [1, {epochs - 1}]; got "
+                             f"{spec['warmup_epochs']}.")
+        ramp = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=1.0 / warm, end_factor=1.0,
+                                                 total_iters=warm)
+        cosine = cosine_schedule(optimizer, epochs * steps_per_epoch - warm, min_lr)
+        return torch.optim.lr_scheduler.SequentialLR(optimizer, [ramp, cosine], milestones=[warm])
     if kind == "step" and set(spec) <= {"milestones", "gamma"}:
         milestones = [int(m) * steps_per_epoch for m in spec.get("milestones", [])]
         return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=float(spec.get("gamma", 0.1)))
-    raise ValueError(f"unknown schedule {dict(spec, kind=kind)!r}; use {{'kind': 'cosine'}} or "
-                     "{'kind': 'step', 'milestones': [...], 'gamma': 0.1}.")
+    raise ValueError(f"unknown schedule {dict(spec, kind=kind)!r}; use {{'kind': 'cosine'}} (optionally with "
+                     "'warmup_epochs') or {'kind': 'step', 'milestones': [...], 'gamma': 0.1}.")
 
 
 def seed_epoch(seed: int, epoch: int, loader: Any = None) -> None:

@@ -428,3 +428,40 @@ def test_bfloat16_autocast_on_cuda_keeps_a_float32_loss():
     (rec,) = P.pretrain(net, loader(pixels), loss="supcon", adversarial_eps=P.PAPER_EPSILONS[0], pgd_steps=1,
                         epochs=1, device="cuda", progress=False)  # SupCon's matmuls, also inside PGD
     assert math.isfinite(rec["loss"])
+
+
+def test_the_vit_recipe_warms_up_then_decays():
+    from ncutils.training import make_optimizer, make_schedule
+
+    w = nn.Linear(2, 2)
+    opt = make_optimizer("adamw", w.parameters(), 1e-3, weight_decay=0.05)
+    assert isinstance(opt, torch.optim.AdamW) and opt.defaults["weight_decay"] == 0.05
+    sched = make_schedule(opt, {"kind": "cosine", "warmup_epochs": 2}, epochs=5, steps_per_epoch=4, min_lr=1e-5)
+    rates = []
+    for _ in range(20):
+        rates.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert rates[0] == pytest.approx(1e-3 / 8)  # a linear ramp over the first 2 epochs (8 steps)
+    assert all(a < b for a, b in zip(rates[:8], rates[1:9])) and rates[8] == pytest.approx(1e-3)
+    assert all(a >= b for a, b in zip(rates[8:], rates[9:])) and rates[-1] < 1e-4  # then the cosine to min_lr
+    with pytest.raises(ValueError, match="warmup_epochs must lie in"):
+        make_schedule(opt, {"kind": "cosine", "warmup_epochs": 5}, epochs=5, steps_per_epoch=4)
+    with pytest.raises(ValueError, match="unknown optimizer 'adam'"):
+        make_optimizer("adam", w.parameters(), 1e-3)
+    assert isinstance(make_optimizer("sgd", w.parameters(), 0.1), torch.optim.SGD)
+
+
+def test_pretraining_with_adamw_and_label_smoothing_records_the_recipe(tmp_path):
+    train, plain = source_loaders()
+    net = P.PretrainNet.from_backbone(tiny_resnet(), 4, head_layers=0)
+    history = P.pretrain(net, train, loss=P.make_loss("ce", label_smoothing=0.1), epochs=3, lr=1e-3,
+                         weight_decay=0.05, optimizer="adamw", schedule={"kind": "cosine", "warmup_epochs": 1},
+                         checkpoint=tmp_path / "ck.pt", device="cpu", progress=False)
+    assert [r["epoch"] for r in history] == [1, 2, 3] and history[1]["lr"] == pytest.approx(1e-3)
+    state = torch.load(tmp_path / "ck.pt", weights_only=False)
+    assert state["config"]["optimizer"] == "adamw"
+    with pytest.raises(ValueError, match="written by a run with settings"):  # SGD cannot resume an AdamW run
+        P.pretrain(net, train, loss=P.make_loss("ce", label_smoothing=0.1), epochs=3, lr=1e-3, weight_decay=0.05,
+                   schedule={"kind": "cosine", "warmup_epochs": 1}, checkpoint=tmp_path / "ck.pt", device="cpu",
+                   progress=False)

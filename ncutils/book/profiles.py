@@ -162,8 +162,9 @@ class Profile:
         level = int(base["level"] if level is None else level)
         r = {**self.setting_recipe(base, loss=loss, head_layers=head_layers, level=level, adv_eps=adv_eps,
                                    arch=arch), **changes}
+        schedule = {"kind": "cosine", **({"warmup_epochs": int(r["warmup_epochs"])} if r.get("warmup_epochs") else {})}
         return _pretrain_unit(self.network(arch), self.dataset(data, "train"), r, loss=loss, head_layers=head_layers,
-                              level=level, adv_eps=adv_eps, schedule={"kind": "cosine"}, seed=seed)
+                              level=level, adv_eps=adv_eps, schedule=schedule, seed=seed)
 
     def random_encoder(self, arch: str, *, seed: int = 0) -> dict:
         """The backbone spec of in-book network ``arch`` with random weights, shaped for the source data
@@ -215,7 +216,7 @@ def _pretrain_unit(network: dict, ds: dict, r: Mapping[str, Any], *, loss: str, 
         "pgd_steps": int(r["pgd_steps"]) if adversarial else None,
         "epochs": int(r["epochs"]), "lr": float(r["lr"]), "min_lr": float(r["min_lr"]),
         "momentum": float(r["momentum"]), "weight_decay": float(r["weight_decay"]),
-        "batch_size": int(r["batch_size"]), "schedule": schedule,
+        "optimizer": str(r.get("optimizer", "sgd")), "batch_size": int(r["batch_size"]), "schedule": schedule,
         "nc_every": r["nc_every"], "until": dict(r["until"]) if r.get("until") else None, "seed": int(seed)})
 
 
@@ -332,7 +333,8 @@ def _cpu() -> Profile:
         titles,
         ("mnist10", "sklearn10", "fashion10"),
         {"mlp": ("mnist10-gray", "fashion10-gray"), "resnet": ("source",)},
-        width=8, vit={"embed_dim": 64, "depth": 12, "num_heads": 4, "patch_size": 4}, public_weights=False,
+        # the small ViT: six blocks of width 64 on 4-px patches of the 16-px images (16 tokens and a class token)
+        width=8, vit={"embed_dim": 64, "depth": 6, "num_heads": 4, "patch_size": 4}, public_weights=False,
         zoo={"convnet4": {"arch": "convnet4", "hidden": 32}}, fewshot=fewshot,
         fig4={"arch": "resnet18", "levels": [1, 2], "eps_255": [2, 8]},
         recipe={"epochs": 12, "lr": 0.05, "min_lr": 1e-4, "momentum": 0.9, "weight_decay": 5e-4, "batch_size": 64,
@@ -349,6 +351,9 @@ def _cpu() -> Profile:
                   ({"arch": "mlp"}, {"epochs": 60}),
                   ({"arch": "resnet18-w4"}, {"epochs": 24}),
                   ({"arch": "resnet34"}, {"epochs": 24}),
+                  # a ViT trains as ViTs are trained: AdamW, a linear warm-up, then the cosine; label smoothing
+                  ({"arch": "vit"}, {"optimizer": "adamw", "lr": 1e-3, "min_lr": 1e-5, "weight_decay": 0.05,
+                                     "warmup_epochs": 5, "epochs": 40, "loss_options": {"label_smoothing": 0.1}}),
                   # the label-free encoder (CLIP stand-in) has no labels, so no terminal phase to reach
                   ({"loss": "simclr"}, {"epochs": 32, "until": None})))
 

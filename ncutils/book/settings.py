@@ -237,8 +237,8 @@ class Downstream(Population, Probing, Common):
     fs_shots: list[int] = setting([1, 5], "labelled samples per class per episode", check=COUNTS)
     fs_queries: int = setting(15, "query samples per class per episode", check=POSITIVE)
     fs_episodes: int = setting(1000, "episodes per setting", check=POSITIVE, paper="600")
-    lw_archs: list[str] = setting(["resnet18", "resnet34"], "Fig. 9's networks", check=_all(_nonempty, _distinct),
-                                  paper="ImageNet ResNet34 and ViT-B/32")
+    lw_archs: list[str] = setting(["resnet18", "resnet34", "vit"], "Fig. 9's networks",
+                                  check=_all(_nonempty, _distinct), paper="ImageNet ResNet34 and ViT-B/32")
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from ncutils.pretrain.networks import PretrainNet
 from ncutils.probe import layerwise_probe
 from ncutils.runtime import autocast, cpu_numerics, resolve_device
 from ncutils.runtime import channels_last as runtime_channels_last
-from ncutils.training import Checkpoint, make_schedule, modes_kept, seed_epoch, sgd
+from ncutils.training import Checkpoint, make_optimizer, make_schedule, modes_kept, seed_epoch
 
 __all__ = ["pretrain", "source_nc1", "transfer"]
 
@@ -217,6 +217,7 @@ def pretrain(
     min_lr: float = 1e-4,
     momentum: float = 0.9,
     weight_decay: float = 1e-4,
+    optimizer: str = "sgd",
     schedule: dict | None = None,
     adversarial_eps: float | None = None,
     pgd_steps: int = 10,
@@ -235,8 +236,9 @@ def pretrain(
     """Pre-train ``net`` on the source data with the recipe of Section 3.1 / Appendix B.
 
     SGD (``momentum``, ``weight_decay``) with a cosine learning rate from ``lr`` to ``min_lr``
-    stepped every iteration, for ``epochs`` epochs (``schedule`` may ask for a step schedule instead,
-    see :func:`ncutils.training.make_schedule`). Each epoch starts with
+    stepped every iteration, for ``epochs`` epochs (``schedule`` may ask for a warm-up or a step schedule
+    instead, see :func:`ncutils.training.make_schedule`; ``optimizer="adamw"`` trains as ViTs are trained,
+    :func:`ncutils.training.make_optimizer`). Each epoch starts with
     :func:`ncutils.training.seed_epoch` and ends with a checkpoint (weights, optimiser,
     scheduler, history); when ``checkpoint`` already holds a run with the same settings, training
     resumes after its last completed epoch and ends with the weights an uninterrupted run gets.
@@ -300,12 +302,13 @@ def pretrain(
     net.to(dev)
     use_cl = runtime_channels_last(net, dev, channels_last)
     trainable = [p for p in net.parameters() if p.requires_grad]
-    opt = sgd(trainable, lr, momentum=momentum, weight_decay=weight_decay)
+    opt = make_optimizer(optimizer, trainable, lr, momentum=momentum, weight_decay=weight_decay)
     sched = make_schedule(opt, schedule, epochs, steps, min_lr)
     ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else Checkpoint(checkpoint)
     config = {
         "loss": loss_fn.name, "loss_kwargs": dict(loss_fn.kwargs), "epochs": epochs, "lr": lr,
         "min_lr": min_lr, "momentum": momentum, "weight_decay": weight_decay,
+        **({"optimizer": optimizer} if optimizer != "sgd" else {}),
         **({"schedule": dict(schedule)} if schedule and schedule != {"kind": "cosine"} else {}),
         "adversarial_eps": adversarial_eps, "pgd_steps": pgd_steps, "pgd_step_size": pgd_step_size,
         "seed": seed, "steps_per_epoch": steps,

@@ -92,9 +92,12 @@ def run_pretrain(ctx, *, network: dict, data: dict, num_classes: int, loss: str,
                  loss_options: Mapping[str, Any] = NO_OPTIONS, head_layers: int, level: int,
                  padding: int | None = None, adv_eps: float | None = None, pgd_steps: int | None = None,
                  epochs: int, lr: float, min_lr: float = 1e-4, momentum: float = 0.9, weight_decay: float = 1e-4,
-                 batch_size: int, schedule: Mapping[str, Any] = COSINE, nc_every: int | None = None,
-                 until: dict | None = None, seed: int) -> tuple[dict, nn.Module]:
-    """Pre-train a source model (Section 3.1) and measure its source NC1 and training accuracy."""
+                 optimizer: str = "sgd", batch_size: int, schedule: Mapping[str, Any] = COSINE,
+                 nc_every: int | None = None, until: dict | None = None, seed: int) -> tuple[dict, nn.Module]:
+    """Pre-train a source model (Section 3.1) and measure its source NC1 and training accuracy.
+
+    ``optimizer`` and ``schedule`` give the recipe: SGD with a cosine rate for the ResNets and MLPs (the paper's),
+    AdamW with a warm-up (``{"kind": "cosine", "warmup_epochs": w}``) for a ViT, as ViTs are trained."""
     adversarial = adv_eps is not None
     views = 2 if loss in pretrain.CONTRASTIVE else 1
     train_set, batch_transform = datasets.training_data(
@@ -111,7 +114,7 @@ def run_pretrain(ctx, *, network: dict, data: dict, num_classes: int, loss: str,
     criterion = pretrain.make_loss(loss, **loss_options) if loss_options else loss
     # what every stretch of training shares: the loss, the optimiser's settings, the data and the attack
     # (``pgd_steps`` is None where there is no attack: the library's default then, which nothing reads)
-    shared = dict(loss=criterion, momentum=momentum, weight_decay=weight_decay,
+    shared = dict(loss=criterion, momentum=momentum, weight_decay=weight_decay, optimizer=optimizer,
                   batch_transform=batch_transform, adversarial_eps=adv_eps,
                   pgd_steps=pgd_steps or 10, nc_loader=nc_loader, progress=ctx.progress, device=ctx.device)
     history = pretrain.pretrain(
