@@ -69,7 +69,7 @@ CPU_DESIGN = {
     "population_triplets": 6,        # Table 1 and Fig. 3 settings at three seeds each
     "fewshot_backbones": 3,          # fs_backbones, one benchmark at cpu scale
     "fewshot_seeds": 1,              # training seeds per backbone
-    "fig9_networks": 2,              # lw_archs
+    "fig9_networks": 3,              # lw_archs (ResNet18, ResNet34 and the ViT)
     "fig9_layers": 9,                # layers probed per network
     "fig10_cases": 3,                # 1 network x 3 datasets (Layer FT and SCL FT within each)
     "fig10_blocks": 4,               # ft_blocks of ResNet18
