@@ -36,10 +36,14 @@ def sgd(
     weight_decay: float = 1e-4,
 ) -> torch.optim.SGD:
     """SGD with the paper's momentum and weight decay."""
+    return torch.optim.SGD(_trainable(params), lr=lr, momentum=momentum, weight_decay=weight_decay)
+
+
+def _trainable(params: Iterable[nn.Parameter] | Iterable[dict]) -> list:
     params = list(params)
     if not params:
         raise ValueError("no trainable parameters: check which parameters have requires_grad=True.")
-    return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    return params
 
 
 def make_optimizer(name: str, params: Iterable[nn.Parameter] | Iterable[dict], lr: float, *, momentum: float = 0.9,
@@ -49,10 +53,7 @@ def make_optimizer(name: str, params: Iterable[nn.Parameter] | Iterable[dict], l
     if name == "sgd":
         return sgd(params, lr, momentum=momentum, weight_decay=weight_decay)
     if name == "adamw":
-        params = list(params)
-        if not params:
-            raise ValueError("no trainable parameters: check which parameters have requires_grad=True.")
-        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+        return torch.optim.AdamW(_trainable(params), lr=lr, weight_decay=weight_decay)
     raise ValueError(f"unknown optimizer {name!r}; use 'sgd' or 'adamw'.")
 
 

@@ -131,14 +131,19 @@ def _texts(fig) -> list:
     return [t for t in dict.fromkeys(out) if t.get_visible() and t.get_text().strip()]
 
 
+def _with_canvas(fig) -> None:
+    """Give a bare :class:`~matplotlib.figure.Figure` (the diagrams, made without pyplot) an Agg canvas to draw on."""
+    if not hasattr(fig.canvas, "get_renderer"):
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+        FigureCanvasAgg(fig)
+
+
 def text_overlaps(fig, *, tolerance: float = 1.0) -> list[tuple[str, str]]:
     """The pairs of texts of ``fig`` (titles, axis and tick labels, annotations, whole legends) whose boxes
     overlap after drawing by more than ``tolerance`` pixels each way: ``[(text, text), ...]``; empty when
     every text can be read."""
-    if not hasattr(fig.canvas, "get_renderer"):  # a bare Figure (the diagrams): draw it with Agg
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-        FigureCanvasAgg(fig)
+    _with_canvas(fig)
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
     boxes = []
@@ -174,12 +179,10 @@ def column_png(fig, *, dpi: int = DPI, pad: float = 0.05) -> bytes:
     """
     import io
 
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.layout_engine import ConstrainedLayoutEngine
     from matplotlib.transforms import Bbox
 
-    if not hasattr(fig.canvas, "get_renderer"):  # a bare Figure (the diagrams): draw it with Agg
-        FigureCanvasAgg(fig)
+    _with_canvas(fig)
     # a figure in constrained layout is resized until its content fills the column (its panels grow or shrink,
     # never its text); a figure drawn in inches (the diagrams) is only centred
     resizable = isinstance(fig.get_layout_engine(), ConstrainedLayoutEngine)

@@ -45,6 +45,10 @@ def _missing(value) -> bool:
     return value is None or (isinstance(value, Real) and math.isnan(value))
 
 
+def _fixed(value, decimals: int, suffix: str = "") -> str:
+    return MISSING if _missing(value) else f"{float(value):.{decimals}f}{suffix}"
+
+
 def _power_of_ten(value: float, digits: int) -> str:
     mantissa, exponent = f"{value:.{digits - 1}e}".split("e")
     return f"{mantissa}×10{str(int(exponent)).translate(_SUPERSCRIPT)}"
@@ -71,12 +75,12 @@ def significant(value, digits: int = 3, *, small: float = 1e-3, large: float = 1
 
 def accuracy(value) -> str:
     """An accuracy in percent, two decimals, as the paper prints its tables: ``84.00``."""
-    return MISSING if _missing(value) else f"{float(value):.2f}"
+    return _fixed(value, 2)
 
 
 def share(value) -> str:
     """A share of the network's parameters, in percent with the sign: ``8.27%``."""
-    return MISSING if _missing(value) else f"{float(value):.2f}%"
+    return _fixed(value, 2, "%")
 
 
 def collapse(value) -> str:
@@ -86,7 +90,7 @@ def collapse(value) -> str:
 
 def correlation(value) -> str:
     """A correlation coefficient (Spearman's ρ, Kendall's τ), two decimals: ``0.70``."""
-    return MISSING if _missing(value) else f"{float(value):.2f}"
+    return _fixed(value, 2)
 
 
 def score(value) -> str:
@@ -96,7 +100,7 @@ def score(value) -> str:
 
 def factor(value) -> str:
     """A ratio of two like quantities (a speed-up, NC1's factor per layer), three significant digits."""
-    return significant(value, 3, small=1e-3, large=1e6)
+    return significant(value, 3, large=1e6)
 
 
 def difference(value) -> str:
@@ -125,6 +129,4 @@ def interval(low, high, fmt=accuracy) -> str:
 def printed(decimals: int) -> Callable[[object], str]:
     """The format of a number quoted from the paper: ``decimals`` decimals, as the paper printed it (its Table 1
     prints NC1 with three, Tables 2-7 with two). Returns the formatter: ``printed(2)(0.08) == "0.08"``."""
-    def fmt(value) -> str:
-        return MISSING if _missing(value) else f"{float(value):.{decimals}f}"
-    return fmt
+    return lambda value: _fixed(value, decimals)
