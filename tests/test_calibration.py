@@ -92,8 +92,10 @@ def test_the_design_is_the_cpu_books():
     assert d["progressive_networks"] == len(grids.grid(2, _params(2))["models"])
     assert d["fewshot_backbones"] == len(p4.fs_backbones) and d["fig9_networks"] == len(p4.lw_archs)
     assert d["downstream_sets"] == len(p6.tf_datasets) == len(p5.ft_datasets)
-    assert d["fig10_cases"] == d["table3_cells"] == len(p5.ft_archs) * len(p5.ft_datasets)
-    assert d["fig10_blocks"] == len(p5.ft_blocks["resnet18"]) and d["fig11_seeds"] == len(p5.ft_scarce_seeds)
+    cases = sum(len(grids.finetune_sets(p5, arch)) for arch in p5.ft_archs)  # (network, dataset) pairs
+    assert d["fig10_cases"] == d["table3_cells"] == cases
+    assert {len(p5.ft_blocks[arch]) for arch in p5.ft_archs} == {d["fig10_blocks"]}
+    assert d["fig11_seeds"] == len(p5.ft_scarce_seeds)
     assert d["table3_seeds"] == len(p5.ft_table3_seeds)
     for group, (single, triplets) in {4: ("population_single", "population_triplets"),
                                       6: ("ncti_single", "ncti_triplets")}.items():
@@ -107,8 +109,11 @@ def test_the_design_is_the_cpu_books():
 
 
 def test_the_rules_page_shows_the_calibration(tmp_path, calibrated):
-    cals = calibrations(tmp_path, draws=20)
+    cals = calibrations(tmp_path, draws=20, workers=2)  # in two processes
     assert (tmp_path / "calibration").is_dir() and len(list((tmp_path / "calibration").glob("*.json"))) == len(cals)
+    assert list(cals) == list(calibration.SIMULATORS)
+    for key in ("table1", "ncti_rank"):  # the same draws as in this process
+        assert cals[key].probabilities == calibration.calibrate(key, draws=20).probabilities
     again = calibrations(tmp_path, draws=20)  # read back from the store, not simulated again
     assert {k: c.probabilities for k, c in again.items()} == {k: c.probabilities for k, c in cals.items()}
     page = rules_page(calibrated)
@@ -119,3 +124,25 @@ def test_the_rules_page_shows_the_calibration(tmp_path, calibrated):
     c = calibrated["random_features"]
     assert f"| {100 * c.false_support:.0f}% | {100 * c.refutes:.0f}% | {100 * c.power:.0f}% |" in row
     assert NOT_SUPPORTED in page
+
+
+def test_a_stored_calibration_is_reused_only_by_the_code_that_simulated_it(tmp_path):
+    """The cache is keyed by the fingerprint of the simulators' code: a change of the cpu design (or of a
+    simulator, a rule, the statistics) simulates again instead of reading the old numbers."""
+    import shutil
+
+    from ncutils.book.engine import fingerprint
+
+    copy = tmp_path / "checkout"
+    shutil.copytree(ROOT / "ncutils", copy / "ncutils", ignore=shutil.ignore_patterns("__pycache__"))
+    with fingerprint.reading(copy):
+        before = fingerprint.fingerprint("ncutils.book.calibration")
+    src = copy / "ncutils" / "book" / "calibration.py"
+    text = src.read_text()
+    assert '"fig10_cases": ' in text
+    src.write_text(text.replace('"fig10_cases": ', '"fig10_cases": 1 + ', 1))
+    with fingerprint.reading(copy):
+        assert fingerprint.fingerprint("ncutils.book.calibration") != before
+    calibrations(tmp_path / "store", draws=5)
+    names = {p.name.split("-")[1] for p in (tmp_path / "store" / "calibration").glob("*.json")}
+    assert names == {fingerprint.fingerprint("ncutils.book.calibration")[:12]}

@@ -71,9 +71,9 @@ CPU_DESIGN = {
     "fewshot_seeds": 1,              # training seeds per backbone
     "fig9_networks": 3,              # lw_archs (ResNet18, ResNet34 and the ViT)
     "fig9_layers": 9,                # layers probed per network
-    "fig10_cases": 3,                # 1 network x 3 datasets (Layer FT and SCL FT within each)
-    "fig10_blocks": 4,               # ft_blocks of ResNet18
-    "table3_cells": 3,               # 1 network x 3 datasets
+    "fig10_cases": 4,                # ResNet18 x 3 datasets and the ViT x 1 (Layer FT and SCL FT within each)
+    "fig10_blocks": 4,               # ft_blocks of each network
+    "table3_cells": 4,               # the same (network, dataset) pairs
     "table3_seeds": 3,               # ft_table3_seeds: fine-tuning seeds per cell
     "fig11_seeds": 5,                # ft_scarce_seeds
     "ncti_single": 10,               # Chapter 6: settings of one candidate

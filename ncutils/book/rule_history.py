@@ -179,7 +179,12 @@ HISTORY: dict[str, tuple[Revision, ...]] = {
                  "the data of the test; the bootstrap over candidates counted seed triplets as independent.",
                  "inconclusive", "8b4089a96de3"),
         Revision("2026-12-07", _REVIEW, _REVIEW_WHY,
-                 'inconclusive', "e06f3837544e"),),
+                 'inconclusive', "e06f3837544e"),
+        Revision("2026-12-07", "No change to what is computed or decided: NCTI's weighted τ per target set, with its "
+                 "jackknife interval, moved into ncutils.book.rules.ranking_tau, which Chapter 6's table of every "
+                 "score's τ now calls too.",
+                 "The table computed the same τ with its own copy of the code; one function keeps the table and the "
+                 "verdict equal.", 'inconclusive', "1c7a5c3dc641"),),
 }
 
 

@@ -34,7 +34,7 @@ from ncutils.book.claims import CLAIMS
 from ncutils.book.verdicts import TERMINAL, Check, Claim, Part, PartResult, Test, Verdict, combine, verdict
 from ncutils.stats import Estimate
 
-__all__ = ["RULES", "TERMINAL", "Rule", "halves"]
+__all__ = ["RULES", "TERMINAL", "Rule", "halves", "ranking_tau"]
 
 
 Evaluation = tuple[list[list[Check]], "tuple[bool | None, str] | None", str]
@@ -461,6 +461,19 @@ def _tau(g: pd.DataFrame, score: str) -> float:
         if len(g) >= 2 else math.nan
 
 
+def ranking_tau(evidence: pd.DataFrame, score: str, dataset: str) -> Estimate | None:
+    """Weighted Kendall τ between ``score``'s values (column ``score_<score>``) and the accuracy over the candidates
+    it scores on target ``dataset``, with the jackknife interval over their pre-training settings (a setting's seeds
+    are dropped together); ``None`` when fewer than two candidates have the score. ``evidence`` is ``ncti_rank``'s:
+    one row per (dataset, candidate) with its ``setting``, ``accuracy`` and scores. The rule reads NCTI's; Chapter
+    6's table shows every score's."""
+    column = f"score_{score}"
+    g = evidence[(evidence["dataset"] == dataset) & np.isfinite(evidence[column].astype(float))]
+    if len(g) < 2:
+        return None
+    return stats.correlation(g[column], g["accuracy"], method="weighted_kendall", units=g["setting"])
+
+
 def _advantage(ncti: np.ndarray, base: np.ndarray, acc: np.ndarray) -> float:
     tau = stats._corr("weighted_kendall")
     return tau(ncti, acc) - tau(base, acc)
@@ -473,7 +486,7 @@ def _ncti(ev: pd.DataFrame, rule: Rule) -> Evaluation:
     part_tau, part_adv = [], []
     for d in targets:
         g = ev[(ev["dataset"] == d) & np.isfinite(ev["score_ncti"].astype(float))]
-        e = stats.correlation(g["score_ncti"], g["accuracy"], method="weighted_kendall", units=g["setting"])
+        e = ranking_tau(ev, "ncti", d)
         part_tau.append(Check(_NCTI_TAU, f"{d}: τ over {len(g)} candidates of {e.n} settings", e))
         others = [t for t in targets if t != d] or [d]
         mean = {s: np.nanmean([taus[(s, t)] for t in others]) if any(np.isfinite(taus[(s, t)]) for t in others)

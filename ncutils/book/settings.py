@@ -245,18 +245,20 @@ class Downstream(Population, Probing, Common):
 class Finetuning(Common):
     """Chapter 5: fine-tuning one block (Tables 3-7, Figs. 10, 11, 14)."""
 
-    ft_archs: list[str] = setting(["resnet18"], "networks", check=_all(_nonempty, _distinct),
+    ft_archs: list[str] = setting(["resnet18", "vit"], "networks", check=_all(_nonempty, _distinct),
                                   paper="resnet18, resnet50, vit_b_32")
     ft_datasets: list[str] = setting(["mnist10", "sklearn10", "fashion10"], "downstream sets of the ResNets",
                                      check=_all(_nonempty, _distinct), paper="cifar10, cifar100, aircraft, dtd, pets")
-    ft_vit_datasets: list[str] = setting([], "downstream sets of the ViTs", check=_distinct,
+    ft_vit_datasets: list[str] = setting(["mnist10"], "downstream sets of the ViTs", check=_distinct,
                                          paper="aircraft, dtd, pets")
     ft_methods: list[str] = setting(["linear", "layer", "scl", "full"], "fine-tuning methods",
                                     check=_all(_nonempty, _distinct, _one_of("linear", "layer", "scl", "full")))
-    ft_block: dict[str, int] | None = setting(None, "the block Layer and SCL FT fine-tune, per network (None: the "
-                                              "paper's, Table 3)", check=POSITIVE)
+    ft_block: dict[str, int] | None = setting({"vit": 4}, "the block Layer and SCL FT fine-tune, per network (a "
+                                              "network not named: the paper's, Table 3; the in-book ViT of six "
+                                              "layers: Layer 4, where ViT-B/32's Layer 8 of 12 sits)",
+                                              check=POSITIVE)
     ft_blocks: dict[str, list[int]] = setting({"resnet18": [1, 3, 5, 7], "resnet50": [1, 4, 8, 14],
-                                               "vit": [2, 5, 8, 11], "vit_b_32": [2, 5, 8, 11]},
+                                               "vit": [1, 2, 4, 5], "vit_b_32": [2, 5, 8, 11]},
                                               "blocks compared per network (Tables 5-7, Figs. 10 and 14)")
     ft_per_class: int | None = setting(100, "training samples per class of Tables 3-7 (None: the whole set)",
                                        check=POSITIVE)

@@ -17,27 +17,48 @@ __all__ = ["DRAWS", "calibrations", "rules_page"]
 DRAWS = 500
 
 
-def calibrations(store: Path | None, draws: int = DRAWS) -> dict[str, Calibration]:
-    """Every simulated rule's calibration, read from ``store/calibration`` when the same rule (digest) and number
-    of draws was simulated before, else simulated now and stored."""
-    from ncutils.book.rules import RULES
+def calibrations(store: Path | None, draws: int = DRAWS, workers: int = 1) -> dict[str, Calibration]:
+    """Every simulated rule's calibration, read from ``store/calibration`` when the same code (the simulators, the
+    cpu design, the rules and what they call: :func:`~ncutils.book.engine.fingerprint.fingerprint` of
+    :mod:`ncutils.book.calibration`) simulated it with the same number of draws before, else simulated now, in
+    ``workers`` processes, and stored."""
+    from ncutils.book.engine.fingerprint import fingerprint
 
-    out = {}
+    code = fingerprint("ncutils.book.calibration")[:12]
+    out, missing = {}, []
     for key in SIMULATORS:
-        path = None if store is None else Path(store) / "calibration" / f"{key}-{RULES[key].digest()}-{draws}.json"
+        path = None if store is None else Path(store) / "calibration" / f"{key}-{code}-{draws}.json"
         if path is not None and path.exists():
             try:
                 out[key] = Calibration.from_dict(json.loads(path.read_text()))
                 continue
             except (OSError, ValueError, KeyError):
                 pass
-        out[key] = calibrate(key, draws=draws)
+        missing.append((key, path))
+    # the slowest first, so that the processes finish together (NCTI's weighted τ is a third of the whole)
+    missing.sort(key=lambda kp: kp[0] != "ncti_rank")
+    for (key, path), cal in zip(missing, _simulate([k for k, _ in missing], draws, workers)):
+        out[key] = cal
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(out[key].to_dict()))
+            tmp.write_text(json.dumps(cal.to_dict()))
             tmp.replace(path)
-    return out
+    return {key: out[key] for key in SIMULATORS}
+
+
+def _simulate(keys: list[str], draws: int, workers: int) -> list[Calibration]:
+    """:func:`~ncutils.book.calibration.calibrate` for each of ``keys``: here, or in up to ``workers`` fresh
+    processes (each rule's draws come from its own generator, so the results do not depend on how they are
+    spread)."""
+    workers = min(workers, len(keys))
+    if workers <= 1:
+        return [calibrate(key, draws=draws) for key in keys]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return list(pool.map(calibrate, keys, [draws] * len(keys)))
 
 
 def _markdown(doc: str) -> str:

@@ -393,7 +393,7 @@ def build(run: Run, records: dict[str, Record]) -> bool:
         records = save_records(run, {})  # with the chapters another run on this folder recorded meanwhile
         stage(run.root, run.stage_dir, run.label, list(records.values()), run.listed,
               replicate_verdicts(run.siblings()), store=run.store_dir,
-              draws=50 if run.profile == "smoke" or run.dry_run else None)
+              draws=50 if run.profile == "smoke" or run.dry_run else None, workers=run.workers)
         t0 = time.perf_counter()
         log = run.out_dir / "logs" / "jupyter-book.log"
         built, why = build_book(run.stage_dir, run.out_dir / "html", log)

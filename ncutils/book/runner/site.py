@@ -89,10 +89,10 @@ def replicate_verdicts(builds: dict[str, Path]) -> dict[str, dict[str, str]]:
 
 def stage(root: Path, stage_dir: Path, profile: str, records: list[Record], nbs: list[Path],
           replicates: dict[str, dict[str, str]] | None = None, store: Path | None = None,
-          draws: int | None = None) -> None:
+          draws: int | None = None, workers: int = 1) -> None:
     """Lay out the book source for this profile: config, toc, pages and executed notebooks (``replicates``: the
     verdicts of the other replicate builds, :func:`replicate_verdicts`; ``store`` caches the rules' calibration,
-    simulated with ``draws`` builds per scenario, :mod:`ncutils.book.pages.rules`)."""
+    simulated with ``draws`` builds per scenario in ``workers`` processes, :mod:`ncutils.book.pages.rules`)."""
     book = stage_dir / "book"
     book.mkdir(parents=True, exist_ok=True)
     for name in ("_config.yml", "_toc.yml"):
@@ -121,7 +121,7 @@ def stage(root: Path, stage_dir: Path, profile: str, records: list[Record], nbs:
     if (root / "book" / "rules.md").exists():  # and the page on how the verdicts are decided
         from ncutils.book.pages.rules import DRAWS, calibrations, rules_page
 
-        (book / "rules.md").write_text(rules_page(calibrations(store, draws or DRAWS)))
+        (book / "rules.md").write_text(rules_page(calibrations(store, draws or DRAWS, workers)))
 
 
 def jupyter_book_command() -> list[str]:
