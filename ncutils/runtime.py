@@ -80,8 +80,13 @@ def channels_last(model: torch.nn.Module, device: torch.device, enabled: bool = 
     """Put a convolutional ``model`` on CUDA in channels-last memory format (faster convolutions).
 
     Returns whether inputs should follow. Only models with 2-D convolutions on CUDA are converted:
-    on the CPU, torch 2.15's oneDNN backward pass crashed (segmentation fault) for some batch shapes
-    in channels-last format, so CPU runs keep the default layout.
+    on the CPU, torch 2.15's backward pass of a 1x1 stride-2 convolution (a ResNet's downsampling
+    shortcut) in channels-last format corrupts the heap for some shapes. Reproduced on a 2-core AMD EPYC:
+    3 or 4 channels, a batch of 2 or 3, 8 or 16 px, ``Conv2d(C, 2C, 1, stride=2)`` on a channels-last
+    input that requires grad, 20 backward passes, ends in ``free(): invalid next size``, a segmentation
+    fault or a bus error. A corruption that does not crash could change numbers silently, so CPU runs
+    keep the default layout, although channels-last is 0.87x eager per step on the cpu source network
+    (``benchmarks/bench_step.py``).
     """
     has_conv = any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
     if not enabled or device.type != "cuda" or not has_conv:

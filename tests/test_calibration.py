@@ -146,3 +146,21 @@ def test_a_stored_calibration_is_reused_only_by_the_code_that_simulated_it(tmp_p
     calibrations(tmp_path / "store", draws=5)
     names = {p.name.split("-")[1] for p in (tmp_path / "store" / "calibration").glob("*.json")}
     assert names == {fingerprint.fingerprint("ncutils.book.calibration")[:12]}
+
+
+def test_the_runner_simulates_the_calibration_while_the_chapters_run(tmp_path, monkeypatch):
+    """``python -m ncutils.book`` simulates the calibration in a child process during the chapters; the page then
+    reads all of it from the store (nothing left to simulate)."""
+    from types import SimpleNamespace
+
+    import ncutils.book.pages.rules as page
+    from ncutils.book.runner import cli
+
+    run = SimpleNamespace(root=ROOT, store_dir=tmp_path, calibration_draws=5, workers=2)
+    with cli.calibrating(run):
+        pass  # the chapters would run here
+    stored = sorted(p.name.split("-")[0] for p in (tmp_path / "calibration").glob("*-5.json"))
+    assert stored == sorted(calibration.SIMULATORS)
+    calls = []
+    monkeypatch.setattr(page, "calibrate", lambda *a, **k: calls.append(a))
+    assert set(calibrations(tmp_path, draws=5)) == set(calibration.SIMULATORS) and calls == []

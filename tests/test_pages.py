@@ -86,6 +86,21 @@ def test_the_overlap_check_finds_colliding_panel_titles():
     assert plotting.text_overlaps(fig) == []
 
 
+def test_a_short_log_range_is_labelled_from_end_to_end():
+    """NC1 from 0.9 to 6.5 (the ViT's layers in Fig. 14) reads 1, 2, 5, with no minor labels; a range of less than
+    a factor 2 still gets two labels or more."""
+    plotting.style()
+    fig, axes = plotting.figure(2)
+    axes[0].semilogy([1, 2, 3], [6.5, 2.0, 0.9])
+    axes[1].semilogy([1, 2, 3], [1.3, 1.5, 1.9])
+    for ax in axes:
+        plotting.log_major_only(ax)
+    fig.canvas.draw()
+    labels = [[t.get_text() for t in ax.get_yticklabels() if t.get_text()] for ax in axes]
+    assert labels[0] == ["1", "2", "5"] and len(labels[1]) >= 2
+    assert not any(t.get_text() for ax in axes for t in ax.get_yminorticklabels())
+
+
 def test_ticks_a_chapter_sets_on_a_log_axis_stay():
     """Fig. 11's sizes (3, 10, 30) are labelled as set, not replaced by the powers of ten alone."""
     plotting.style()

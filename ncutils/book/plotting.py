@@ -58,8 +58,9 @@ def figure(ncols: int = 1, nrows: int = 1, *, height: float = 2.6, **kw):
 
 
 def log_major_only(ax, axis: str = "both") -> None:
-    """On the log-scaled axes of ``ax`` (``"x"``, ``"y"`` or ``"both"``), label the major ticks (powers of ten)
-    only: the minor labels that matplotlib adds to a short log range collide. An axis whose ticks the chapter
+    """On the log-scaled axes of ``ax`` (``"x"``, ``"y"`` or ``"both"``), label the major ticks only: the powers of
+    ten, or within two decades 1, 2 and 5 times them (the minor labels that matplotlib adds to a short log range
+    collide, and leave the low end of the range unlabelled). An axis whose ticks the chapter
     set itself (``set_xticks``: the sizes of Fig. 11, say) keeps them, without minor labels."""
     from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
@@ -72,8 +73,11 @@ def log_major_only(ax, axis: str = "both") -> None:
             continue
         lo, hi = sorted(ax.get_xlim() if name == "x" else ax.get_ylim())
         a.set_minor_formatter(NullFormatter())
-        if lo > 0 and hi / lo < 10:  # less than a decade: a few evenly spaced ticks, labelled plainly
-            a.set_major_locator(MaxNLocator(nbins=3, min_n_ticks=2))
+        if lo > 0 and hi / lo < 100:  # up to two decades: 1, 2 and 5 times the powers of ten, labelled plainly
+            ticks = [m * 10.0 ** e for e in range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
+                     for m in (1, 2, 5) if lo <= m * 10.0 ** e <= hi]
+            # fewer than two of them in a short range: a few evenly spaced ticks
+            a.set_major_locator(FixedLocator(ticks) if len(ticks) >= 2 else MaxNLocator(nbins=3, min_n_ticks=2))
             a.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:.3g}"))
         else:
             a.set_major_locator(LogLocator(base=10, numticks=6))

@@ -33,6 +33,7 @@ import json
 import os
 import shlex
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -158,6 +159,11 @@ class Run:
     def lock_file(self, name: str) -> Path:
         """The lock that runs on this build folder share for ``name`` (a chapter, ``runs``, ``book``)."""
         return self.out_dir / "locks" / f"{name}.lock"
+
+    @property
+    def calibration_draws(self) -> int | None:
+        """Simulated builds per scenario of the rules' calibration (``None``: the page's default)."""
+        return 50 if self.profile == "smoke" or self.dry_run else None
 
     @property
     def workers(self) -> int:
@@ -386,6 +392,23 @@ def _chapter(run: Run, nb: Path, key: str, tag: str, env: dict[str, str], stop: 
     return rec
 
 
+@contextlib.contextmanager
+def calibrating(run: Run) -> Iterator[None]:
+    """Simulate the rules' calibration (:mod:`ncutils.book.pages.rules`; it depends on no unit) in a child process
+    while the body runs, into the store, where :func:`build` finds it; the body's end waits for it. An interrupt
+    stops it with the chapters; a failure costs nothing but time (the page simulates what is missing)."""
+    from ncutils.book.pages.rules import DRAWS
+
+    if not (run.root / "book" / "rules.md").exists():
+        yield
+        return
+    cmd = [sys.executable, "-m", "ncutils.book", "_calibrate", str(run.store_dir), str(run.calibration_draws or DRAWS),
+           str(run.workers)]
+    with interrupts.CHILDREN.running(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as proc:
+        yield
+        proc.wait()
+
+
 def build(run: Run, records: dict[str, Record]) -> bool:
     """Stage the book source of this run and build the HTML book; True if it built. One run at a time per
     build folder (a second waits, then builds with every chapter recorded by then)."""
@@ -393,7 +416,7 @@ def build(run: Run, records: dict[str, Record]) -> bool:
         records = save_records(run, {})  # with the chapters another run on this folder recorded meanwhile
         stage(run.root, run.stage_dir, run.label, list(records.values()), run.listed,
               replicate_verdicts(run.siblings()), store=run.store_dir,
-              draws=50 if run.profile == "smoke" or run.dry_run else None, workers=run.workers)
+              draws=run.calibration_draws, workers=run.workers)
         t0 = time.perf_counter()
         log = run.out_dir / "logs" / "jupyter-book.log"
         built, why = build_book(run.stage_dir, run.out_dir / "html", log)
@@ -425,6 +448,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["_execute"]:
         return execute_child(argv[1:])
+    if argv[:1] == ["_calibrate"]:  # the rules' calibration, simulated while the chapters run
+        from ncutils.book.pages.rules import calibrations
+
+        calibrations(Path(argv[1]), int(argv[2]), int(argv[3]))
+        return 0
     interrupts.CHILDREN.reset()
     run, units = None, []
     with interrupts.raising():
@@ -456,7 +484,7 @@ def _main(run: Run, units: list) -> int:
                 return 0 if ok else 1
         if a.plan:
             return plan.show(chapter_units, store_dir=run.store_dir, json_path=a.json, timing=not a.no_timing,
-                             dry_run=run.dry_run)
+                             dry_run=run.dry_run, workers=run.workers if a.executor == "local" else 1)
         if units_first:
             if not run.dry_run and run.profile != "paper":  # small datasets (Fashion-MNIST): fetched when missing
                 from ncutils.book.runner.preflight import fetch_missing
@@ -471,7 +499,8 @@ def _main(run: Run, units: list) -> int:
     t_all = time.perf_counter()
     # after a local fan-out every unit is stored and the chapters only read: run them side by side
     side_by_side = min(run.workers, len(run.selected)) if a.executor == "local" else 1
-    records = run_chapters(run, side_by_side=side_by_side)
+    with calibrating(run) if not a.no_build else contextlib.nullcontext():
+        records = run_chapters(run, side_by_side=side_by_side)
     ok = build(run, records) if not a.no_build else True
     print(f"total {time.perf_counter() - t_all:.1f} s")
     failed = [r for r in records.values() if r.name in {nb.stem for nb in run.selected} and r.status == "failed"]

@@ -10,6 +10,7 @@ configuration (which includes the dataset, split and classes it trains and evalu
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sys
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ncutils.book import datasets, grids
+from ncutils.book.engine.compute import fixed_threads
 from ncutils.book.engine.store import Store
 from ncutils.book.engine.units import Unit, closure
 from ncutils.pretrain.losses import CONTRASTIVE
@@ -76,6 +78,9 @@ def needs(u: Unit) -> dict[str, list[str]]:
 class _Timer:
     """Seconds per image of forward passes and training steps, measured once per network and mode."""
 
+    #: The largest batch a step is timed with on a CPU.
+    CPU_BATCH = 64
+
     def __init__(self, device: str = "auto"):
         from ncutils.runtime import resolve_device
 
@@ -85,9 +90,16 @@ class _Timer:
     def _time(self, key: str, make, shape: tuple[int, ...], batch: int, train: bool) -> float:
         if key in self.cache:
             return self.cache[key]
+        # the unit's own batch (at most CPU_BATCH on a CPU) and thread count: the per-image cost of a step falls
+        # steeply with the batch on a CPU, and units compute with UNIT_THREADS threads each
+        b = batch if self.device.type == "cuda" else min(batch, self.CPU_BATCH)
+        with fixed_threads() if self.device.type == "cpu" else contextlib.nullcontext():
+            self.cache[key] = self._per_image(make, shape, b, train)
+        return self.cache[key]
+
+    def _per_image(self, make, shape: tuple[int, ...], b: int, train: bool) -> float:
         import torch
 
-        b = batch if self.device.type == "cuda" else min(batch, 8)
         net = make().to(self.device)
         x = torch.randn(b, *shape, device=self.device)
         y = torch.zeros(b, dtype=torch.long, device=self.device)
@@ -115,8 +127,7 @@ class _Timer:
                 step()
             if self.device.type == "cuda":
                 torch.cuda.synchronize()
-        self.cache[key] = (time.perf_counter() - t0) / (2 * b)
-        return self.cache[key]
+        return (time.perf_counter() - t0) / (2 * b)
 
     def encoder(self, backbone: Mapping[str, Any], shape, batch: int, train: bool = False) -> float:
         from ncutils.book import networks
@@ -252,8 +263,9 @@ def fmt_seconds(seconds: float) -> str:
 
 
 def show(chapters: Mapping[str, list[Unit]], *, store_dir: Path, json_path: str | None = None,
-         timing: bool = True, dry_run: bool | str = False, device: str = "auto") -> int:
-    """Print the plan (and write it as JSON); returns the process exit code."""
+         timing: bool = True, dry_run: bool | str = False, device: str = "auto", workers: int = 1) -> int:
+    """Print the plan (and write it as JSON); returns the process exit code. ``workers``: the units computed side
+    by side (the local executor's), for the estimate of the wall-clock time."""
     store = Store(store_dir)
     units = flatten(chapters)
     owners: dict[Unit, list[str]] = defaultdict(list)
@@ -285,7 +297,8 @@ def show(chapters: Mapping[str, list[Unit]], *, store_dir: Path, json_path: str 
         unit_hours = todo / 3600
         longest = max((u for u in units if not stored[u]), key=lambda u: cost[u], default=None)
         print(f"  estimated compute of the {sum(not s for s in stored.values())} missing units: {fmt_seconds(todo)} "
-              f"({unit_hours:.1f} {where}-hours on this {timer.device}; timing took {time.perf_counter() - t0:.0f} s)")
+              f"({unit_hours:.1f} {where}-hours on this {timer.device}; timing took {time.perf_counter() - t0:.0f} s)"
+              + (f"; about {fmt_seconds(todo / workers)} on {workers} workers side by side" if workers > 1 else ""))
         if longest is not None:
             print(f"  longest unit: {longest.describe()} ~{fmt_seconds(cost[longest])}")
     if json_path:
