@@ -148,19 +148,29 @@ def test_a_stored_calibration_is_reused_only_by_the_code_that_simulated_it(tmp_p
     assert names == {fingerprint.fingerprint("ncutils.book.calibration")[:12]}
 
 
-def test_the_runner_simulates_the_calibration_while_the_chapters_run(tmp_path, monkeypatch):
-    """``python -m ncutils.book`` simulates the calibration in a child process during the chapters; the page then
-    reads all of it from the store (nothing left to simulate)."""
-    from types import SimpleNamespace
+def test_the_shipped_calibration_is_the_current_codes():
+    """A fresh clone reads the calibration from the repository instead of simulating it, so the shipped file must
+    be the current code's: a change to a rule, a simulator or the cpu design fails here until it is regenerated."""
+    import json
 
+    from ncutils.book.pages import rules as page
+
+    data = json.loads(page.SHIPPED.read_text())
+    assert data["code"] == page.code_key() and data["draws"] == page.DRAWS, (
+        "the shipped calibration was simulated by other code: regenerate it with python -m ncutils.book.pages.rules")
+    assert list(data["calibrations"]) == list(calibration.SIMULATORS)
+    for key in ("fig4_threshold", "fig9_layers"):  # two quick ones, simulated again here (another CPU may round
+        again = calibration.calibrate(key, draws=page.DRAWS).probabilities  # a simulated build differently)
+        shipped = data["calibrations"][key]["probabilities"]
+        assert all(abs(again[s][o] - shipped[s][o]) <= 2 / page.DRAWS for s in again for o in again[s]), key
+
+
+def test_a_fresh_store_reads_the_shipped_calibration(tmp_path, monkeypatch):
+    """Nothing is simulated when the repository ships the calibration of this code; the store then holds it."""
     import ncutils.book.pages.rules as page
-    from ncutils.book.runner import cli
 
-    run = SimpleNamespace(root=ROOT, store_dir=tmp_path, calibration_draws=5, workers=2)
-    with cli.calibrating(run):
-        pass  # the chapters would run here
-    stored = sorted(p.name.split("-")[0] for p in (tmp_path / "calibration").glob("*-5.json"))
-    assert stored == sorted(calibration.SIMULATORS)
     calls = []
     monkeypatch.setattr(page, "calibrate", lambda *a, **k: calls.append(a))
-    assert set(calibrations(tmp_path, draws=5)) == set(calibration.SIMULATORS) and calls == []
+    cals = calibrations(tmp_path, draws=page.DRAWS, workers=1)
+    assert calls == [] and list(cals) == list(calibration.SIMULATORS)
+    assert len(list((tmp_path / "calibration").glob(f"*-{page.code_key()}-{page.DRAWS}.json"))) == len(cals)

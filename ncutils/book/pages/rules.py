@@ -1,30 +1,56 @@
 """The book's page "How the verdicts are decided": the semantics every rule shares, each rule's words and digest,
-and its calibration at the cpu design (:mod:`ncutils.book.calibration`), cached in the unit store by digest.
+and its calibration at the cpu design (:mod:`ncutils.book.calibration`), cached in the unit store by the code that
+simulated it.
+
+The calibration depends on code alone (no unit), so the repository ships it for the current code
+(:data:`SHIPPED`): a fresh clone reads it instead of simulating 16 rules for about two minutes.
+``tests/test_calibration.py`` fails when the code changed and the shipped file did not; regenerate it with
+``python -m ncutils.book.pages.rules``.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
 
 from ncutils.book.calibration import SIMULATORS, Calibration, calibrate, disagreement
 from ncutils.book.verdicts import NOT_SUPPORTED, SUPPORTED
 
-__all__ = ["DRAWS", "calibrations", "rules_page"]
+__all__ = ["DRAWS", "SHIPPED", "calibrations", "code_key", "rules_page", "ship"]
 
-#: Simulated builds per scenario for the page (each rule is simulated once per digest and cached).
+#: Simulated builds per scenario for the page (each rule is simulated once per code and cached).
 DRAWS = 500
+#: The calibration of every simulated rule at :data:`DRAWS` draws, as the repository ships it for the code it names.
+SHIPPED = Path(__file__).resolve().parents[1] / "calibration.json"
+
+
+def code_key() -> str:
+    """What the calibration is keyed by: the fingerprint of :mod:`ncutils.book.calibration` and all it runs (the
+    simulators, the cpu design, the rules, the statistics; :func:`~ncutils.book.engine.fingerprint.fingerprint`)."""
+    from ncutils.book.engine.fingerprint import fingerprint
+
+    return fingerprint("ncutils.book.calibration")[:12]
+
+
+def _shipped(code: str, draws: int) -> dict[str, Calibration]:
+    """The shipped calibrations, if they were simulated by this code with ``draws`` draws (else none)."""
+    try:
+        data = json.loads(SHIPPED.read_text())
+    except (OSError, ValueError):
+        return {}
+    if data.get("code") != code or data.get("draws") != draws:
+        return {}
+    return {k: Calibration.from_dict(d) for k, d in data.get("calibrations", {}).items()}
 
 
 def calibrations(store: Path | None, draws: int = DRAWS, workers: int = 1) -> dict[str, Calibration]:
-    """Every simulated rule's calibration, read from ``store/calibration`` when the same code (the simulators, the
-    cpu design, the rules and what they call: :func:`~ncutils.book.engine.fingerprint.fingerprint` of
-    :mod:`ncutils.book.calibration`) simulated it with the same number of draws before, else simulated now, in
-    ``workers`` processes, and stored."""
-    from ncutils.book.engine.fingerprint import fingerprint
-
-    code = fingerprint("ncutils.book.calibration")[:12]
+    """Every simulated rule's calibration: from ``store/calibration`` when the same code (:func:`code_key`)
+    simulated it with the same number of draws before, else from the repository's :data:`SHIPPED` file when that
+    holds it for this code and draws, else simulated now, in ``workers`` processes; stored either way."""
+    code = code_key()
+    shipped = _shipped(code, draws)
     out, missing = {}, []
     for key in SIMULATORS:
         path = None if store is None else Path(store) / "calibration" / f"{key}-{code}-{draws}.json"
@@ -37,12 +63,13 @@ def calibrations(store: Path | None, draws: int = DRAWS, workers: int = 1) -> di
         missing.append((key, path))
     # the slowest first, so that the processes finish together (NCTI's weighted τ is a third of the whole)
     missing.sort(key=lambda kp: kp[0] != "ncti_rank")
-    for (key, path), cal in zip(missing, _simulate([k for k, _ in missing], draws, workers)):
-        out[key] = cal
+    simulated = iter(_simulate([k for k, _ in missing if k not in shipped], draws, workers))
+    for key, path in missing:
+        out[key] = shipped[key] if key in shipped else next(simulated)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(cal.to_dict()))
+            tmp.write_text(json.dumps(out[key].to_dict()))
             tmp.replace(path)
     return {key: out[key] for key in SIMULATORS}
 
@@ -59,6 +86,15 @@ def _simulate(keys: list[str], draws: int, workers: int) -> list[Calibration]:
 
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         return list(pool.map(calibrate, keys, [draws] * len(keys)))
+
+
+def ship(store: Path | None = None, workers: int = 2) -> Path:
+    """Write :data:`SHIPPED` for the current code at :data:`DRAWS` draws (reading ``store`` where it already holds
+    them); returns its path."""
+    cals = calibrations(store, DRAWS, workers)
+    SHIPPED.write_text(json.dumps({"code": code_key(), "draws": DRAWS,
+                                   "calibrations": {k: c.to_dict() for k, c in cals.items()}}, indent=1) + "\n")
+    return SHIPPED
 
 
 def _markdown(doc: str) -> str:
@@ -111,7 +147,10 @@ def rules_page(cals: dict[str, Calibration]) -> str:
              "supports a claim with no effect at most 5% of the time; *P(not supported | opposite)* says whether "
              "it can come out against the claim; *P(supported | paper)* is its power at the paper's effect; the "
              "last column is the chance that two independent builds of the same truth (the paper's effect) "
-             "reach different verdicts. The simulators and their assumptions are in `ncutils.book.calibration`.",
+             "reach different verdicts. The simulators and their assumptions are in `ncutils.book.calibration`. "
+             "The simulation depends on code alone, so the repository ships its result for the code that produced "
+             "it (`ncutils/book/calibration.json`, which the tests hold to the current code); a build with other "
+             "code simulates again.",
              "", "| claim | P(supported \\| no effect) | P(not supported \\| opposite) | P(supported \\| paper's "
              "effect) | two builds disagree | what this design can decide |", "|---|---|---|---|---|---|"]
     for key, claim in CLAIMS.items():
@@ -145,3 +184,7 @@ def rules_page(cals: dict[str, Calibration]) -> str:
                                                                                       "inconclusive"))
                 for scenario in ("null", "paper", "opposite")) + ".", ""]
     return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":  # python -m ncutils.book.pages.rules [STORE]: regenerate the shipped calibration
+    print(ship(Path(sys.argv[1]) if len(sys.argv) > 1 else None))

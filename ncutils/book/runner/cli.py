@@ -33,7 +33,6 @@ import json
 import os
 import shlex
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -392,23 +391,6 @@ def _chapter(run: Run, nb: Path, key: str, tag: str, env: dict[str, str], stop: 
     return rec
 
 
-@contextlib.contextmanager
-def calibrating(run: Run) -> Iterator[None]:
-    """Simulate the rules' calibration (:mod:`ncutils.book.pages.rules`; it depends on no unit) in a child process
-    while the body runs, into the store, where :func:`build` finds it; the body's end waits for it. An interrupt
-    stops it with the chapters; a failure costs nothing but time (the page simulates what is missing)."""
-    from ncutils.book.pages.rules import DRAWS
-
-    if not (run.root / "book" / "rules.md").exists():
-        yield
-        return
-    cmd = [sys.executable, "-m", "ncutils.book", "_calibrate", str(run.store_dir), str(run.calibration_draws or DRAWS),
-           str(run.workers)]
-    with interrupts.CHILDREN.running(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as proc:
-        yield
-        proc.wait()
-
-
 def build(run: Run, records: dict[str, Record]) -> bool:
     """Stage the book source of this run and build the HTML book; True if it built. One run at a time per
     build folder (a second waits, then builds with every chapter recorded by then)."""
@@ -448,11 +430,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["_execute"]:
         return execute_child(argv[1:])
-    if argv[:1] == ["_calibrate"]:  # the rules' calibration, simulated while the chapters run
-        from ncutils.book.pages.rules import calibrations
 
-        calibrations(Path(argv[1]), int(argv[2]), int(argv[3]))
-        return 0
     interrupts.CHILDREN.reset()
     run, units = None, []
     with interrupts.raising():
@@ -499,8 +477,7 @@ def _main(run: Run, units: list) -> int:
     t_all = time.perf_counter()
     # after a local fan-out every unit is stored and the chapters only read: run them side by side
     side_by_side = min(run.workers, len(run.selected)) if a.executor == "local" else 1
-    with calibrating(run) if not a.no_build else contextlib.nullcontext():
-        records = run_chapters(run, side_by_side=side_by_side)
+    records = run_chapters(run, side_by_side=side_by_side)
     ok = build(run, records) if not a.no_build else True
     print(f"total {time.perf_counter() - t_all:.1f} s")
     failed = [r for r in records.values() if r.name in {nb.stem for nb in run.selected} and r.status == "failed"]
