@@ -184,7 +184,7 @@ HISTORY: dict[str, tuple[Revision, ...]] = {
                  "jackknife interval, moved into ncutils.book.rules.ranking_tau, which Chapter 6's table of every "
                  "score's τ now calls too.",
                  "The table computed the same τ with its own copy of the code; one function keeps the table and the "
-                 "verdict equal.", 'inconclusive', "1c7a5c3dc641"),),
+                 "verdict equal.", 'inconclusive', "f0b778b3bf78"),),
 }
 
 

@@ -461,16 +461,16 @@ def _tau(g: pd.DataFrame, score: str) -> float:
         if len(g) >= 2 else math.nan
 
 
-def ranking_tau(evidence: pd.DataFrame, score: str, dataset: str) -> Estimate | None:
+def ranking_tau(evidence: pd.DataFrame, score: str, dataset: str) -> Estimate:
     """Weighted Kendall τ between ``score``'s values (column ``score_<score>``) and the accuracy over the candidates
     it scores on target ``dataset``, with the jackknife interval over their pre-training settings (a setting's seeds
-    are dropped together); ``None`` when fewer than two candidates have the score. ``evidence`` is ``ncti_rank``'s:
+    are dropped together). ``evidence`` is ``ncti_rank``'s:
     one row per (dataset, candidate) with its ``setting``, ``accuracy`` and scores. The rule reads NCTI's; Chapter
-    6's table shows every score's."""
+    6's table shows every score's. Fewer than two candidates with the score: a NaN estimate (undecided)."""
     column = f"score_{score}"
     g = evidence[(evidence["dataset"] == dataset) & np.isfinite(evidence[column].astype(float))]
-    if len(g) < 2:
-        return None
+    if g.empty:  # the score rates no candidate here (e.g. LEEP without a source classifier)
+        return Estimate(math.nan, math.nan, math.nan, 0, "no candidate has the score")
     return stats.correlation(g[column], g["accuracy"], method="weighted_kendall", units=g["setting"])
 
 

@@ -254,9 +254,9 @@ class Finetuning(Common):
     ft_methods: list[str] = setting(["linear", "layer", "scl", "full"], "fine-tuning methods",
                                     check=_all(_nonempty, _distinct, _one_of("linear", "layer", "scl", "full")))
     ft_block: dict[str, int] | None = setting({"vit": 4}, "the block Layer and SCL FT fine-tune, per network (a "
-                                              "network not named: the paper's, Table 3; the in-book ViT of six "
-                                              "layers: Layer 4, where ViT-B/32's Layer 8 of 12 sits)",
-                                              check=POSITIVE)
+                                              "network not named: the paper's, Table 3; the in-book ViT: Layer 4, "
+                                              "where ViT-B/32's Layer 8 of 12 sits in the cpu profile's six "
+                                              "layers)", check=POSITIVE)
     ft_blocks: dict[str, list[int]] = setting({"resnet18": [1, 3, 5, 7], "resnet50": [1, 4, 8, 14],
                                                "vit": [1, 2, 4, 5], "vit_b_32": [2, 5, 8, 11]},
                                               "blocks compared per network (Tables 5-7, Figs. 10 and 14)")

@@ -285,9 +285,9 @@ def closure(module: str) -> tuple[str, ...]:
     return tuple(sorted(seen))
 
 
-def _library_versions() -> str:
+def _library_versions(libraries: tuple[str, ...] = VERSIONED) -> str:
     out = []
-    for lib in VERSIONED:
+    for lib in libraries:
         try:
             version = importlib.import_module(lib).__version__
         except ImportError:
@@ -297,9 +297,9 @@ def _library_versions() -> str:
 
 
 @functools.cache
-def fingerprint(*modules: str) -> str:
-    """Hash of the code ``modules`` can run (their closures, rules 1-3) and of the numerical libraries'
-    versions: 16 hex digits."""
+def fingerprint(*modules: str, libraries: tuple[str, ...] = VERSIONED) -> str:
+    """Hash of the code ``modules`` can run (their closures, rules 1-3) and of the versions of ``libraries``
+    (default: the numerical libraries a unit may run, :data:`VERSIONED`): 16 hex digits."""
     h = hashlib.sha256()
     code = sorted({m for module in modules for m in closure(module)})
     packages = sorted({p for m in code for p in _packages_above(m)} - set(code))
@@ -307,7 +307,7 @@ def fingerprint(*modules: str) -> str:
         h.update(f"{m}:{_digest(m)};".encode())
     for p in packages:
         h.update(f"{p}/own:{_own_digest(p)};".encode())
-    h.update(_library_versions().encode())
+    h.update(_library_versions(libraries).encode())
     return h.hexdigest()[:16]
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from ncutils.book.calibration import SIMULATORS, Calibration, calibrate, disagreement
 from ncutils.book.verdicts import NOT_SUPPORTED, SUPPORTED
 
-__all__ = ["DRAWS", "SHIPPED", "calibrations", "code_key", "rules_page", "ship"]
+__all__ = ["CALIBRATION_LIBRARIES", "DRAWS", "SHIPPED", "calibrations", "code_key", "rules_page", "ship"]
 
 #: Simulated builds per scenario for the page (each rule is simulated once per code and cached).
 DRAWS = 500
@@ -26,23 +26,28 @@ DRAWS = 500
 SHIPPED = Path(__file__).resolve().parents[1] / "calibration.json"
 
 
+#: The libraries the simulation runs (no network library: torch's build does not change a simulated verdict).
+CALIBRATION_LIBRARIES = ("numpy", "scipy", "pandas")
+
+
 def code_key() -> str:
     """What the calibration is keyed by: the fingerprint of :mod:`ncutils.book.calibration` and all it runs (the
-    simulators, the cpu design, the rules, the statistics; :func:`~ncutils.book.engine.fingerprint.fingerprint`)."""
+    simulators, the cpu design, the rules, the statistics; :func:`~ncutils.book.engine.fingerprint.fingerprint`)
+    with the versions of the libraries it runs (:data:`CALIBRATION_LIBRARIES`)."""
     from ncutils.book.engine.fingerprint import fingerprint
 
-    return fingerprint("ncutils.book.calibration")[:12]
+    return fingerprint("ncutils.book.calibration", libraries=CALIBRATION_LIBRARIES)[:12]
 
 
 def _shipped(code: str, draws: int) -> dict[str, Calibration]:
     """The shipped calibrations, if they were simulated by this code with ``draws`` draws (else none)."""
     try:
         data = json.loads(SHIPPED.read_text())
-    except (OSError, ValueError):
+        if data.get("code") != code or data.get("draws") != draws:
+            return {}
+        return {k: Calibration.from_dict(d) for k, d in data["calibrations"].items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):  # unreadable: simulate instead
         return {}
-    if data.get("code") != code or data.get("draws") != draws:
-        return {}
-    return {k: Calibration.from_dict(d) for k, d in data.get("calibrations", {}).items()}
 
 
 def calibrations(store: Path | None, draws: int = DRAWS, workers: int = 1) -> dict[str, Calibration]:
@@ -92,8 +97,10 @@ def ship(store: Path | None = None, workers: int = 2) -> Path:
     """Write :data:`SHIPPED` for the current code at :data:`DRAWS` draws (reading ``store`` where it already holds
     them); returns its path."""
     cals = calibrations(store, DRAWS, workers)
-    SHIPPED.write_text(json.dumps({"code": code_key(), "draws": DRAWS,
-                                   "calibrations": {k: c.to_dict() for k, c in cals.items()}}, indent=1) + "\n")
+    tmp = SHIPPED.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"code": code_key(), "draws": DRAWS,
+                               "calibrations": {k: c.to_dict() for k, c in cals.items()}}, indent=1) + "\n")
+    tmp.replace(SHIPPED)
     return SHIPPED
 
 

@@ -88,11 +88,12 @@ class _Timer:
         self.cache: dict[str, float] = {}
 
     def _time(self, key: str, make, shape: tuple[int, ...], batch: int, train: bool) -> float:
-        if key in self.cache:
-            return self.cache[key]
         # the unit's own batch (at most CPU_BATCH on a CPU) and thread count: the per-image cost of a step falls
         # steeply with the batch on a CPU, and units compute with UNIT_THREADS threads each
         b = batch if self.device.type == "cuda" else min(batch, self.CPU_BATCH)
+        key = f"{key}|batch {b}"
+        if key in self.cache:
+            return self.cache[key]
         with fixed_threads() if self.device.type == "cpu" else contextlib.nullcontext():
             self.cache[key] = self._per_image(make, shape, b, train)
         return self.cache[key]
