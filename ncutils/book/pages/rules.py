@@ -86,10 +86,11 @@ def _simulate(keys: list[str], draws: int, workers: int) -> list[Calibration]:
     workers = min(workers, len(keys))
     if workers <= 1:
         return [calibrate(key, draws=draws) for key in keys]
-    import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+    # the platform's default start (fork on Linux): a spawned pool would leave multiprocessing's resource tracker
+    # running beside the runner for the rest of its life
+    with ProcessPoolExecutor(workers) as pool:
         return list(pool.map(calibrate, keys, [draws] * len(keys)))
 
 
