@@ -160,11 +160,6 @@ class Run:
         return self.out_dir / "locks" / f"{name}.lock"
 
     @property
-    def calibration_draws(self) -> int | None:
-        """Simulated builds per scenario of the rules' calibration (``None``: the page's default)."""
-        return 50 if self.profile == "smoke" or self.dry_run else None
-
-    @property
     def workers(self) -> int:
         from ncutils.book.runner.executors import default_workers
 
@@ -398,7 +393,7 @@ def build(run: Run, records: dict[str, Record]) -> bool:
         records = save_records(run, {})  # with the chapters another run on this folder recorded meanwhile
         stage(run.root, run.stage_dir, run.label, list(records.values()), run.listed,
               replicate_verdicts(run.siblings()), store=run.store_dir,
-              draws=run.calibration_draws, workers=run.workers)
+              draws=50 if run.profile == "smoke" or run.dry_run else None, workers=run.workers)
         t0 = time.perf_counter()
         log = run.out_dir / "logs" / "jupyter-book.log"
         built, why = build_book(run.stage_dir, run.out_dir / "html", log)
@@ -430,7 +425,6 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["_execute"]:
         return execute_child(argv[1:])
-
     interrupts.CHILDREN.reset()
     run, units = None, []
     with interrupts.raising():
